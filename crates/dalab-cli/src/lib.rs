@@ -1,0 +1,53 @@
+//! The `dalab` command line. Only this crate prints.
+
+use dalab_core::Registry;
+
+/// The registry of every method crate: one line per crate under `crates/methods/`.
+/// (A test fails when a crate there is not registered.)
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.add::<dalab_source_only::SourceOnly>();
+    r.add::<dalab_dann::Dann>();
+    r
+}
+
+/// Mean and (sample) standard deviation, in percent, as `mean ± std` (just `mean` for one value).
+pub fn mean_std(values: &[f64]) -> String {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return format!("{:.1}", 100.0 * mean);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    format!("{:.1} ± {:.1}", 100.0 * mean, 100.0 * var.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_crate_is_registered() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../methods");
+        let names = registry().names();
+        let mut crates = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if !entry.path().join("Cargo.toml").exists() {
+                continue;
+            }
+            let dir_name = entry.file_name().into_string().unwrap();
+            let method = dir_name.strip_prefix("dalab-").expect("method crates are named dalab-<method>");
+            assert!(names.contains(&method), "crate {dir_name} is not registered in dalab_cli::registry()");
+            crates += 1;
+        }
+        assert_eq!(crates, names.len(), "registry has methods without a crate under crates/methods/");
+    }
+
+    #[test]
+    fn mean_std_formats() {
+        assert_eq!(mean_std(&[0.5]), "50.0");
+        // Sample std of {0.8, 0.9} is 0.0707106... -> 7.1 points.
+        assert_eq!(mean_std(&[0.8, 0.9]), "85.0 ± 7.1");
+    }
+}

@@ -1,0 +1,21 @@
+//! dalab-core: the vocabulary every other dalab crate speaks.
+//!
+//! - [`DaBatch`]: what a method sees at each step. It has **no field for target labels**: a method cannot
+//!   use them, by construction.
+//! - [`Method`] and [`MethodFactory`]: a DA method supplies losses; the one trainer (dalab-train) runs the loop.
+//! - [`Registry`]: the explicit list of methods (one `registry.add::<M>()` line per method crate).
+//! - [`schedule`]: the λ_p and learning-rate schedules of the DANN paper.
+//! - [`seed`] and [`device`]: reproducibility and CPU/CUDA selection.
+
+pub mod batch;
+pub mod device;
+pub mod error;
+pub mod method;
+pub mod registry;
+pub mod schedule;
+pub mod seed;
+
+pub use batch::{DaBatch, StepCtx, StepOutput};
+pub use error::{Error, Result};
+pub use method::{BuildEnv, FeatureExtractor, Method, MethodFactory, Validate};
+pub use registry::Registry;

@@ -1,0 +1,153 @@
+//! The training sections of an experiment: `model`, `optim`, `schedule`, `train`, `selection`.
+
+use dalab_core::Validate;
+use dalab_core::schedule::LrSchedule;
+use dalab_nn::BackboneConfig;
+use serde::{Deserialize, Serialize};
+
+/// `model:` the network shared by all methods of the experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub backbone: BackboneConfig,
+}
+
+impl Validate for ModelConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.backbone.validate().map_err(|e| format!("backbone.{e}"))
+    }
+}
+
+/// `optim:` the optimizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    pub kind: OptimKind,
+    /// Base learning rate μ0.
+    pub lr: f64,
+    /// SGD momentum (ignored by Adam).
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimKind {
+    Sgd,
+    Adam,
+}
+
+impl Default for OptimConfig {
+    /// The DANN paper's deep setting: SGD, μ0 = 0.01, momentum 0.9.
+    fn default() -> Self {
+        Self { kind: OptimKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0, nesterov: false }
+    }
+}
+
+impl Validate for OptimConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!("lr: must be a finite number > 0, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!("momentum: must be in [0, 1), got {}", self.momentum));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(format!("weight_decay: must be a finite number >= 0, got {}", self.weight_decay));
+        }
+        Ok(())
+    }
+}
+
+/// `train:` the length of training and the batch sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Number of optimisation steps.
+    pub iterations: usize,
+    /// Samples per domain per step (the DANN paper: 64 source + 64 target).
+    pub batch_size: usize,
+    /// Evaluate every this many steps (and always at the end).
+    pub eval_interval: usize,
+    /// Log step scalars every this many steps.
+    pub log_interval: usize,
+    /// Batch size of evaluation passes.
+    pub eval_batch_size: usize,
+    /// libtorch intra-op threads; 0 = libtorch's default (the number of cores).
+    pub threads: usize,
+    /// Fraction of the source held out for `selection: source_val`.
+    pub source_val_fraction: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            iterations: 1000,
+            batch_size: 64,
+            eval_interval: 100,
+            log_interval: 10,
+            eval_batch_size: 1024,
+            threads: 0,
+            source_val_fraction: 0.1,
+        }
+    }
+}
+
+impl Validate for TrainConfig {
+    fn validate(&self) -> Result<(), String> {
+        for (k, v) in [
+            ("iterations", self.iterations),
+            ("batch_size", self.batch_size),
+            ("eval_interval", self.eval_interval),
+            ("log_interval", self.log_interval),
+            ("eval_batch_size", self.eval_batch_size),
+        ] {
+            if v == 0 {
+                return Err(format!("{k}: must be >= 1, got 0"));
+            }
+        }
+        if !(self.source_val_fraction > 0.0 && self.source_val_fraction < 1.0) {
+            return Err(format!("source_val_fraction: must be in (0, 1), got {}", self.source_val_fraction));
+        }
+        Ok(())
+    }
+}
+
+/// `selection:` which evaluation's model is the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// The model at the end of training.
+    #[default]
+    Last,
+    /// The evaluation with the best accuracy on a held-out part of the source (`train.source_val_fraction`).
+    SourceVal,
+    /// ORACLE: the evaluation with the best *target* accuracy. Uses target labels for model selection, which
+    /// no unsupervised method can do; every table marks results selected this way.
+    TargetOracle,
+}
+
+impl Selection {
+    pub fn is_oracle(self) -> bool {
+        self == Selection::TargetOracle
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Selection::Last => "last",
+            Selection::SourceVal => "source_val",
+            Selection::TargetOracle => "target_oracle (ORACLE: uses target labels)",
+        }
+    }
+}
+
+/// Everything the trainer needs besides the method: the resolved training sections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TrainSettings {
+    pub model: ModelConfig,
+    pub optim: OptimConfig,
+    pub schedule: LrSchedule,
+    pub train: TrainConfig,
+    pub selection: Selection,
+}

@@ -1,0 +1,309 @@
+//! dalab-train: THE training loop, the same for every method.
+//!
+//! ```text
+//! TaskData ──▶ tensors on the device ──▶ source stream (x, y) + target stream (x only)
+//! each step: DaBatch {source_x, source_y, target_x} ──▶ Method::training_loss ──▶ backward, SGD/Adam step
+//! every eval_interval: evaluator (the only reader of target labels) ──▶ selection rule ──▶ sinks
+//! ```
+
+pub mod config;
+pub mod sink;
+pub mod stream;
+
+pub use config::{ModelConfig, OptimConfig, OptimKind, Selection, TrainConfig, TrainSettings};
+pub use sink::{JsonlSink, Sink, TensorBoardSink};
+
+use dalab_core::{BuildEnv, DaBatch, Registry, StepCtx};
+use dalab_data::TaskData;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::PathBuf;
+use stream::{BatchStream, features_tensor, labels_tensor};
+use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
+
+/// Errors of a training run. Each names the step, file or key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] dalab_core::Error),
+    #[error(transparent)]
+    Data(#[from] dalab_data::Error),
+    #[error(transparent)]
+    TensorBoard(#[from] dalab_tensorboard::Error),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The loss is NaN or infinite.
+    #[error("{kind} loss at step {step}")]
+    NonFiniteLoss { kind: &'static str, step: usize },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Accuracies (in [0, 1]) at one evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// Number of optimisation steps done.
+    pub step: usize,
+    /// On the source training data.
+    pub source: f64,
+    /// On the held-out source split (`selection: source_val` only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_val: Option<f64>,
+    /// On the target training data (transductive: the data the method adapted to, scored with its labels).
+    pub target: f64,
+    /// On the separate target test set, where the dataset has one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target_test: Option<f64>,
+}
+
+impl EvalRecord {
+    /// `(split name, accuracy)` pairs.
+    pub fn accuracies(&self) -> Vec<(&'static str, f64)> {
+        let mut v = vec![("source", self.source)];
+        if let Some(a) = self.source_val {
+            v.push(("source_val", a));
+        }
+        v.push(("target", self.target));
+        if let Some(a) = self.target_test {
+            v.push(("target_test", a));
+        }
+        v
+    }
+}
+
+/// What one training run produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialOutcome {
+    /// The selection rule that picked `selected`.
+    pub selection: Selection,
+    /// True when `selected` was chosen with target labels (an oracle, not a DA result).
+    pub oracle: bool,
+    /// The evaluation chosen by the selection rule.
+    pub selected: EvalRecord,
+    /// The last evaluation.
+    pub last: EvalRecord,
+    /// Steps run.
+    pub steps: usize,
+    /// Wall-clock seconds of training and evaluation.
+    pub seconds: f64,
+    /// The device used, as text.
+    pub device: String,
+}
+
+/// One trial to train: a method with its resolved config, the training settings, a seed and a device.
+#[derive(Debug, Clone)]
+pub struct TrialSpec<'a> {
+    pub method: &'a str,
+    pub method_config: &'a Value,
+    pub settings: &'a TrainSettings,
+    pub seed: u64,
+    pub device: Device,
+}
+
+/// Evaluates classification accuracy of `predict` on `(x, y)` in batches, without gradients.
+fn accuracy(method: &dyn dalab_core::Method, x: &Tensor, y: &Tensor, batch: usize) -> f64 {
+    tch::no_grad(|| {
+        let n = x.size()[0];
+        let mut correct = 0i64;
+        let mut start = 0;
+        while start < n {
+            let len = (batch as i64).min(n - start);
+            let pred = method.predict(&x.narrow(0, start, len)).argmax(-1, false);
+            correct += pred.eq_tensor(&y.narrow(0, start, len)).sum(Kind::Int64).int64_value(&[]);
+            start += len;
+        }
+        correct as f64 / n as f64
+    })
+}
+
+struct EvalSet {
+    source: (Tensor, Tensor),
+    source_val: Option<(Tensor, Tensor)>,
+    target: (Tensor, Tensor),
+    target_test: Option<(Tensor, Tensor)>,
+}
+
+impl EvalSet {
+    fn evaluate(&self, m: &dyn dalab_core::Method, step: usize, b: usize) -> EvalRecord {
+        let acc = |(x, y): &(Tensor, Tensor)| accuracy(m, x, y, b);
+        EvalRecord {
+            step,
+            source: acc(&self.source),
+            source_val: self.source_val.as_ref().map(acc),
+            target: acc(&self.target),
+            target_test: self.target_test.as_ref().map(acc),
+        }
+    }
+}
+
+/// A copy of every variable of a VarStore, by name.
+type Snapshot = Vec<(String, Tensor)>;
+
+fn snapshot(vs: &nn::VarStore) -> Snapshot {
+    tch::no_grad(|| vs.variables().into_iter().map(|(k, v)| (k, v.copy())).collect())
+}
+
+fn restore(vs: &nn::VarStore, snap: &Snapshot) {
+    let vars = vs.variables();
+    tch::no_grad(|| {
+        for (k, v) in snap {
+            if let Some(t) = vars.get(k) {
+                t.shallow_clone().copy_(v);
+            }
+        }
+    });
+}
+
+/// Trains `spec.method` on `task` and reports to `sinks`. On an error (e.g. a NaN loss) the sinks are flushed
+/// first, so every step and evaluation logged before the failure is kept.
+pub fn train(
+    registry: &Registry,
+    spec: &TrialSpec<'_>,
+    task: &TaskData,
+    sinks: &mut [&mut dyn Sink],
+) -> Result<(TrialOutcome, nn::VarStore)> {
+    let result = train_inner(registry, spec, task, sinks);
+    for s in sinks.iter_mut() {
+        let flushed = s.flush();
+        if result.is_ok() {
+            flushed?;
+        }
+    }
+    result
+}
+
+fn train_inner(
+    registry: &Registry,
+    spec: &TrialSpec<'_>,
+    task: &TaskData,
+    sinks: &mut [&mut dyn Sink],
+) -> Result<(TrialOutcome, nn::VarStore)> {
+    let started = std::time::Instant::now();
+    let st = spec.settings;
+    let tc = &st.train;
+    if tc.threads > 0 {
+        tch::set_num_threads(tc.threads as i32);
+    }
+    let device = spec.device;
+    dalab_core::seed::seed_everything(spec.seed);
+
+    // Data: the source (minus a held-out split for `source_val`) and the target as tensors on the device.
+    let xs = features_tensor(&task.source.x, device);
+    let ys = labels_tensor(&task.source.y, device);
+    let (train_src, source_val) = if st.selection == Selection::SourceVal {
+        let n = task.source.len();
+        let n_val = ((n as f64) * tc.source_val_fraction).round() as usize;
+        if n_val == 0 || n_val >= n {
+            return Err(Error::Invalid(format!(
+                "train.source_val_fraction: {} of {n} source samples leaves no validation or no training data",
+                tc.source_val_fraction
+            )));
+        }
+        let mut idx: Vec<i64> = (0..n as i64).collect();
+        idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(dalab_core::seed::derive(spec.seed, 3)));
+        let val = Tensor::from_slice(&idx[..n_val]).to_device(device);
+        let tr = Tensor::from_slice(&idx[n_val..]).to_device(device);
+        ((xs.index_select(0, &tr), ys.index_select(0, &tr)), Some((xs.index_select(0, &val), ys.index_select(0, &val))))
+    } else {
+        ((xs.shallow_clone(), ys.shallow_clone()), None)
+    };
+    let xt = features_tensor(&task.target.x, device);
+    let yt = labels_tensor(&task.target.y, device); // evaluator only
+    let eval_set = EvalSet {
+        source: (train_src.0.shallow_clone(), train_src.1.shallow_clone()),
+        source_val,
+        target: (xt.shallow_clone(), yt),
+        target_test: task.target_test.as_ref().map(|d| (features_tensor(&d.x, device), labels_tensor(&d.y, device))),
+    };
+    let mut src_stream = BatchStream::new(train_src.0, Some(train_src.1), dalab_core::seed::derive(spec.seed, 1));
+    let mut tgt_stream = BatchStream::new(xt, None, dalab_core::seed::derive(spec.seed, 2));
+
+    // Model: backbone from `model:`, then the method around it.
+    let vs = nn::VarStore::new(device);
+    let input_shape: Vec<i64> = task.source.sample_shape().iter().map(|&d| d as i64).collect();
+    let backbone = dalab_nn::build_backbone(&st.model.backbone, &(vs.root() / "backbone"), &input_shape);
+    let env = BuildEnv { backbone, num_classes: task.source.num_classes() as i64, input_shape, device };
+    let mut method = registry.build(spec.method, spec.method_config, &(vs.root() / "method"), env)?;
+
+    let oc = &st.optim;
+    let mut opt = match oc.kind {
+        OptimKind::Sgd => nn::Sgd { momentum: oc.momentum, dampening: 0.0, wd: oc.weight_decay, nesterov: oc.nesterov }
+            .build(&vs, oc.lr)?,
+        OptimKind::Adam => nn::Adam { wd: oc.weight_decay, ..Default::default() }.build(&vs, oc.lr)?,
+    };
+
+    let total = tc.iterations;
+    let mut last: Option<EvalRecord> = None;
+    let mut best: Option<(f64, EvalRecord, Snapshot)> = None;
+    let mut consider = |rec: &EvalRecord, vs: &nn::VarStore| {
+        let score = match st.selection {
+            Selection::Last => return,
+            Selection::SourceVal => rec.source_val.unwrap_or(f64::NAN),
+            Selection::TargetOracle => rec.target_test.unwrap_or(rec.target),
+        };
+        if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
+            best = Some((score, rec.clone(), snapshot(vs)));
+        }
+    };
+    for it in 0..total {
+        let p = it as f64 / total as f64;
+        let lr = oc.lr * st.schedule.factor(p, it);
+        opt.set_lr(lr);
+        let (sx, sy) = src_stream.next_batch(tc.batch_size);
+        let (tx, _) = tgt_stream.next_batch(tc.batch_size);
+        let batch = DaBatch { source_x: sx, source_y: sy.expect("source stream has labels"), target_x: tx };
+        let ctx = StepCtx { progress: p, iteration: it, total_iterations: total, device };
+        let out = method.training_loss(&batch, &ctx)?;
+        let loss_value = out.loss.double_value(&[]);
+        if !loss_value.is_finite() {
+            return Err(Error::NonFiniteLoss { kind: if loss_value.is_nan() { "NaN" } else { "infinite" }, step: it });
+        }
+        opt.backward_step(&out.loss);
+        let step = it + 1;
+        if step % tc.log_interval == 0 || step == total {
+            let mut scalars = Vec::with_capacity(out.scalars.len() + 2);
+            scalars.push(("loss/total".to_string(), loss_value));
+            scalars.extend(out.scalars);
+            scalars.push(("lr".to_string(), lr));
+            for s in sinks.iter_mut() {
+                s.step(step, &scalars)?;
+            }
+        }
+        if step % tc.eval_interval == 0 || step == total {
+            let rec = eval_set.evaluate(method.as_ref(), step, tc.eval_batch_size);
+            for s in sinks.iter_mut() {
+                s.eval(&rec)?;
+            }
+            consider(&rec, &vs);
+            last = Some(rec);
+        }
+    }
+    let last = last.expect("iterations >= 1, so the last step is evaluated");
+    let selected = match best {
+        Some((_, rec, snap)) => {
+            restore(&vs, &snap);
+            rec
+        }
+        None => last.clone(),
+    };
+    let outcome = TrialOutcome {
+        selection: st.selection,
+        oracle: st.selection.is_oracle(),
+        selected,
+        last,
+        steps: total,
+        seconds: started.elapsed().as_secs_f64(),
+        device: dalab_core::device::describe(device),
+    };
+    Ok((outcome, vs))
+}
