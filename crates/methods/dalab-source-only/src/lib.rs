@@ -52,3 +52,34 @@ impl Method for Model {
         self.backbone.forward_t(x, false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dalab_nn::{Activation, BackboneConfig, build_backbone};
+    use tch::{Device, Kind};
+
+    #[test]
+    fn loss_is_the_source_cross_entropy_and_ignores_the_target() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = BackboneConfig::Mlp { hidden: vec![8], activation: Activation::Tanh, dropout: 0.0 };
+        let backbone = build_backbone(&cfg, &(vs.root() / "backbone"), &[3]);
+        let env = BuildEnv { backbone, num_classes: 4, input_shape: vec![3], device: Device::Cpu };
+        let mut m = SourceOnly::build(&SourceOnlyConfig {}, &(vs.root() / "method"), env).unwrap();
+        let xs = Tensor::randn([6, 3], (Kind::Float, Device::Cpu));
+        let ys = Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1]);
+        let ctx = StepCtx { progress: 0.0, iteration: 0, total_iterations: 1, device: Device::Cpu };
+        let loss_with = |m: &mut Box<dyn Method>, t: Tensor| {
+            let b = DaBatch { source_x: xs.shallow_clone(), source_y: ys.shallow_clone(), target_x: t };
+            m.training_loss(&b, &ctx).unwrap().loss.double_value(&[])
+        };
+        let a = loss_with(&mut m, Tensor::randn([6, 3], (Kind::Float, Device::Cpu)));
+        let b = loss_with(&mut m, Tensor::randn([6, 3], (Kind::Float, Device::Cpu)) * 100.0);
+        assert_eq!(a, b, "source-only must not depend on the target batch");
+        // Independent computation: mean of -log softmax(predict(x))[y].
+        let manual = -m.predict(&xs).log_softmax(-1, Kind::Float).gather(1, &ys.unsqueeze(1), false).mean(Kind::Float);
+        assert!((manual.double_value(&[]) - a).abs() < 1e-6);
+        assert_eq!(m.features(&xs).size(), vec![6, 8]);
+    }
+}
