@@ -1,6 +1,10 @@
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use dalab_cli::{mean_std, registry};
+use dalab_cli::registry;
+use dalab_runner::exec::{ChildOutcome, EXIT_BUSY, die_with_parent, run_child};
+use dalab_runner::trial::{ProgressSink, TrialEnv};
+use dalab_runner::{Observer, Outcome, Trial, report};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,16 +21,43 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Run an experiment YAML: every method × task × seed, with results and TensorBoard logs.
+    /// Run an experiment YAML: every sweep point × method × task × seed. Finished trials are skipped, so
+    /// rerunning after a crash resumes; failed trials are retried.
     Run {
         /// The experiment file.
         experiment: PathBuf,
         /// Where results go: <runs-dir>/<experiment name>/<trial id>/.
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
-        /// Print the trials and exit without training.
+        /// Override a key: `--set optim.lr=0.01` (repeatable; the value is YAML, type-checked like the file).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Trials run at the same time. CPU: the cores are split between them; CUDA: one trial per device.
+        #[arg(long, short = 'j', default_value_t = 1)]
+        jobs: usize,
+        /// Print the expanded trials and exit without training.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Result tables (Markdown + CSV) and accuracy curves (PNG) of an experiment.
+    Report {
+        /// An experiment YAML (its trials) or an experiment folder (every trial in it).
+        source: PathBuf,
+        /// Where the experiment folders are (with a YAML source).
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Paper numbers to add as rows (YAML: caption, rows of name / compare_to / values).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// Where to write report.md, report.csv and plots/ (default: the experiment folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Skip the PNG plots.
+        #[arg(long)]
+        no_plots: bool,
+        /// `--set` overrides, as given to `dalab run` (with a YAML source).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// List the registered methods.
     Methods,
@@ -34,6 +65,18 @@ enum Cmd {
     ShowConfig {
         /// Method name, as listed by `dalab methods`.
         method: String,
+    },
+    /// Internal: run one trial (JSON on stdin); started by `dalab run`.
+    #[command(name = "__trial", hide = true)]
+    Trial {
+        #[arg(long)]
+        runs_dir: PathBuf,
+        #[arg(long)]
+        threads: usize,
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        parent_pid: u32,
     },
 }
 
@@ -47,6 +90,7 @@ fn data_dir(flag: Option<&Path>) -> PathBuf {
 enum Failure {
     Usage(anyhow::Error),
     Runtime(anyhow::Error),
+    Code(u8),
 }
 
 fn main() -> ExitCode {
@@ -61,10 +105,20 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+        Err(Failure::Code(c)) => ExitCode::from(c),
     }
 }
 
+fn usage<E: Into<anyhow::Error>>(e: E) -> Failure {
+    Failure::Usage(e.into())
+}
+
+fn runtime<E: Into<anyhow::Error>>(e: E) -> Failure {
+    Failure::Runtime(e.into())
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
+    let data = data_dir(cli.data_dir.as_deref());
     match cli.cmd {
         Cmd::Methods => {
             for e in registry().entries() {
@@ -72,11 +126,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Cmd::ShowConfig { method } => show_config(&method).map_err(Failure::Usage),
-        Cmd::Run { experiment, runs_dir, dry_run } => {
+        Cmd::ShowConfig { method } => show_config(&method).map_err(usage),
+        Cmd::Run { experiment, runs_dir, sets, jobs, dry_run } => {
             let reg = registry();
-            let exp = dalab_runner::load_experiment(&experiment, &reg).map_err(|e| Failure::Usage(e.into()))?;
-            run_experiment(&reg, &exp, &runs_dir, &data_dir(cli.data_dir.as_deref()), dry_run).map_err(Failure::Runtime)
+            let exp = dalab_runner::load_experiment(&experiment, &sets, &reg).map_err(usage)?;
+            run_experiment(&exp, &runs_dir, &data, jobs, dry_run)
+        }
+        Cmd::Report { source, runs_dir, reference, out, no_plots, sets } => {
+            report_cmd(&source, &runs_dir, reference.as_deref(), out.as_deref(), no_plots, &sets)
+        }
+        Cmd::Trial { runs_dir, threads, device, parent_pid } => {
+            trial_child(runs_dir, data, threads, device, parent_pid)
         }
     }
 }
@@ -101,95 +161,287 @@ fn show_config(method: &str) -> Result<()> {
     Ok(())
 }
 
+/// The `__trial` child: one trial, progress lines on stdout, the error on stderr.
+fn trial_child(
+    runs_dir: PathBuf,
+    data_dir: PathBuf,
+    threads: usize,
+    device: Option<String>,
+    parent_pid: u32,
+) -> Result<(), Failure> {
+    if !die_with_parent(parent_pid) {
+        return Err(runtime(anyhow::anyhow!("the runner (pid {parent_pid}) is gone")));
+    }
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input).map_err(runtime)?;
+    let trial: Trial = serde_json::from_str(&input).context("bad trial on stdin").map_err(runtime)?;
+    dalab_core::device::init_cuda();
+    struct Stdout(std::io::Stdout, usize);
+    impl ProgressSink for Stdout {
+        fn progress(&mut self, step: usize, total: usize) {
+            // About 200 updates per trial at most.
+            if step == total || step >= self.1 + total.div_ceil(200) {
+                self.1 = step;
+                let _ = writeln!(self.0, "progress {step} {total}");
+                let _ = self.0.flush();
+            }
+        }
+    }
+    let env = TrialEnv { runs_dir, data_dir, threads, device: device.map(dalab_core::device::DeviceSpec) };
+    match run_child(&registry(), &trial, &env, &mut Stdout(std::io::stdout(), 0)) {
+        Ok(ChildOutcome::Done(_)) => Ok(()),
+        Ok(ChildOutcome::Busy) => Err(Failure::Code(EXIT_BUSY as u8)),
+        Err(e) => Err(runtime(e)),
+    }
+}
+
+/// Progress: bars on a terminal, one line per trial otherwise.
+struct Progress {
+    bars: Option<(indicatif::MultiProgress, indicatif::ProgressBar, Vec<Option<indicatif::ProgressBar>>)>,
+    total: usize,
+    done: usize,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        let bars = std::io::stderr().is_terminal().then(|| {
+            let mp = indicatif::MultiProgress::new();
+            let overall = mp.add(indicatif::ProgressBar::new(total as u64));
+            overall.set_style(
+                indicatif::ProgressStyle::with_template("trials {pos}/{len} [{bar:30}] {elapsed} (ETA {eta})")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            (mp, overall, vec![None; total])
+        });
+        Self { bars, total, done: 0 }
+    }
+
+    fn line(&self, msg: String) {
+        match &self.bars {
+            Some((mp, _, _)) => {
+                let _ = mp.println(msg);
+            }
+            None => println!("{msg}"),
+        }
+    }
+}
+
+fn describe(t: &Trial) -> String {
+    let c = &t.config;
+    format!("{} {}→{} seed {}", t.label(), c.source, c.target, c.seed)
+}
+
+impl Observer for Progress {
+    fn started(&mut self, i: usize, t: &Trial) {
+        match &mut self.bars {
+            Some((mp, _, per)) => {
+                let b = mp.add(indicatif::ProgressBar::new(t.config.train.iterations as u64));
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("  {msg} [{bar:25}] {pos}/{len} steps")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                b.set_message(describe(t));
+                per[i] = Some(b);
+            }
+            None => println!("start {}: {}", t.id(), describe(t)),
+        }
+    }
+
+    fn progress(&mut self, i: usize, _t: &Trial, step: usize, _total: usize) {
+        if let Some((_, _, per)) = &self.bars
+            && let Some(b) = &per[i]
+        {
+            b.set_position(step as u64);
+        }
+    }
+
+    fn finished(&mut self, i: usize, t: &Trial, o: &Outcome) {
+        self.done += 1;
+        if let Some((mp, overall, per)) = &mut self.bars {
+            overall.inc(1);
+            if let Some(b) = per[i].take() {
+                b.finish_and_clear();
+                mp.remove(&b);
+            }
+        }
+        let head = format!("[{}/{}] {}", self.done, self.total, describe(t));
+        let msg = match o {
+            Outcome::Done(r) => format!(
+                "{head}: source {:.1}, target {:.1} ({} steps, {:.1} s)",
+                100.0 * r.selected.source,
+                100.0 * r.selected.target,
+                r.steps,
+                r.seconds
+            ),
+            Outcome::AlreadyDone(_) => format!("{head}: done earlier, skipped"),
+            Outcome::Failed(reason) => format!("{head}: FAILED: {reason}"),
+            Outcome::Busy => format!("{head}: being run by another runner, skipped"),
+        };
+        self.line(msg);
+    }
+}
+
 fn run_experiment(
-    reg: &dalab_core::Registry,
-    exp: &dalab_runner::ExperimentConfig,
+    exp: &dalab_runner::Experiment,
     runs_dir: &Path,
-    data_dir: &Path,
-    dry_run: bool,
-) -> Result<()> {
+    data: &Path,
+    jobs: usize,
+    dry: bool,
+) -> Result<(), Failure> {
     let trials = dalab_runner::plan(exp);
-    if dry_run {
+    if dry {
+        println!("{} trial(s) of `{}`:", trials.len(), exp.name);
         for t in &trials {
-            println!("{}  {} {}→{} seed {}", t.id(), t.method, t.source, t.target, t.seed);
+            let sweep = if t.sweep.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", serde_json::Value::Object(t.sweep.clone()))
+            };
+            println!("{}  {}{sweep}", t.id(), describe(t));
         }
         return Ok(());
     }
     dalab_core::device::init_cuda();
-    let device = exp.device.resolve()?;
+    let device = exp.base().device.resolve().map_err(usage)?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let (jobs, threads, devices) = match device {
+        tch::Device::Cuda(_) => {
+            let n = tch::Cuda::device_count().max(1) as usize;
+            let j = jobs.clamp(1, n);
+            (j, (cores / j).max(1), (0..j).map(|i| format!("cuda:{i}")).collect::<Vec<_>>())
+        }
+        _ => {
+            let j = jobs.clamp(1, cores);
+            if j < jobs {
+                println!("note: --jobs {jobs} > {cores} cores; running {j} trials at a time");
+            }
+            let cfg_threads = exp.base().train.threads;
+            let t = if cfg_threads > 0 { cfg_threads.min(cores / j) } else { cores / j };
+            (j, t.max(1), vec![])
+        }
+    };
+    let exp_dir = runs_dir.join(&exp.name);
     println!(
-        "dalab {} · device {} · experiment `{}`: {} trial(s) · results in {}",
+        "dalab {} · device {} · experiment `{}`: {} trial(s), {} at a time, {} thread(s) each · results in {}",
         env!("CARGO_PKG_VERSION"),
-        dalab_core::device::describe(device),
+        match device {
+            tch::Device::Cpu => "cpu".to_string(),
+            d => dalab_core::device::describe(d),
+        },
         exp.name,
         trials.len(),
-        runs_dir.join(&exp.name).display()
+        jobs,
+        threads,
+        exp_dir.display()
     );
-    let opts = dalab_runner::RunOptions { runs_dir: runs_dir.to_path_buf(), data_dir: data_dir.to_path_buf() };
-    let mut results = Vec::new();
-    let mut failures = Vec::new();
-    for (i, t) in trials.iter().enumerate() {
-        match dalab_runner::run_trial(reg, t, &opts) {
-            Ok((r, _dir)) => {
-                println!(
-                    "[{}/{}] {:<12} {}→{} seed {}: source {:.1}, target {:.1} ({} steps, {:.1} s)",
-                    i + 1,
-                    trials.len(),
-                    t.method,
-                    t.source,
-                    t.target,
-                    t.seed,
-                    100.0 * r.selected.source,
-                    100.0 * r.selected.target,
-                    r.steps,
-                    r.seconds
-                );
-                results.push(r);
-            }
-            Err(e) => {
-                println!(
-                    "[{}/{}] {:<12} {}→{} seed {}: FAILED: {e}",
-                    i + 1,
-                    trials.len(),
-                    t.method,
-                    t.source,
-                    t.target,
-                    t.seed
-                );
-                failures.push(e.to_string());
-            }
-        }
+    dalab_runner::exec::write_experiment_summary(exp, &trials, runs_dir).map_err(runtime)?;
+    let plan = dalab_runner::RunPlan {
+        exe: std::env::current_exe().map_err(runtime)?,
+        runs_dir: runs_dir.to_path_buf(),
+        data_dir: data.to_path_buf(),
+        jobs,
+        threads,
+        devices,
+    };
+    let mut progress = Progress::new(trials.len());
+    let outcomes = dalab_runner::run_all(&plan, &trials, &mut progress).map_err(runtime)?;
+    if let Some((_, overall, _)) = &progress.bars {
+        overall.finish_and_clear();
     }
-    print_table(exp, &results);
-    println!(
-        "files: {}/<trial>/ (config.yaml, result.json, metrics.jsonl, TensorBoard events)",
-        runs_dir.join(&exp.name).display()
-    );
-    println!("TensorBoard: tensorboard --logdir {}", runs_dir.join(&exp.name).display());
-    if !failures.is_empty() {
-        bail!("{} of {} trial(s) failed: {}", failures.len(), trials.len(), failures.join("; "));
+    let ids: std::collections::HashSet<String> = trials.iter().map(Trial::id).collect();
+    if outcomes.iter().any(|o| o.result().is_some()) {
+        let table =
+            report::collect(&exp_dir, Some(&ids), &row_order(&trials), &task_order(&trials)).map_err(runtime)?;
+        println!();
+        print!("{}", table.markdown(None));
+    }
+    println!("files: {}/<trial>/ (config.yaml, result.json, metrics.jsonl, TensorBoard events)", exp_dir.display());
+    println!("TensorBoard: tensorboard --logdir {}", exp_dir.display());
+    let failed: Vec<String> = trials
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(t, o)| match o {
+            Outcome::Failed(r) => Some(format!("{}: {r}", t.id())),
+            _ => None,
+        })
+        .collect();
+    let busy = outcomes.iter().filter(|o| matches!(o, Outcome::Busy)).count();
+    if !failed.is_empty() {
+        return Err(runtime(anyhow::anyhow!(
+            "{} of {} trial(s) failed: {}",
+            failed.len(),
+            trials.len(),
+            failed.join("; ")
+        )));
+    }
+    if busy > 0 {
+        return Err(runtime(anyhow::anyhow!("{busy} trial(s) are being run by another runner; rerun to collect them")));
     }
     Ok(())
 }
 
-fn print_table(exp: &dalab_runner::ExperimentConfig, results: &[dalab_runner::TrialResult]) {
-    println!();
-    println!("{:<14} {:<24} {:>5}  {:>13}  {:>13}", "method", "task", "seeds", "source acc %", "target acc %");
-    for (method, _) in &exp.methods.0 {
-        for task in &exp.tasks {
-            let rs: Vec<_> = results
-                .iter()
-                .filter(|r| {
-                    &r.method == method && dalab_runner::config::split_task(task) == Some((&r.source, &r.target))
-                })
-                .collect();
-            if rs.is_empty() {
-                continue;
-            }
-            let src: Vec<f64> = rs.iter().map(|r| r.selected.source).collect();
-            let tgt: Vec<f64> = rs.iter().map(|r| r.selected.target).collect();
-            println!("{:<14} {:<24} {:>5}  {:>13}  {:>13}", method, task, rs.len(), mean_std(&src), mean_std(&tgt));
+fn row_order(trials: &[Trial]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for t in trials {
+        let l = t.label();
+        if !v.contains(&l) {
+            v.push(l);
         }
     }
-    println!("model selection: {}", exp.selection.label());
+    v
+}
+
+fn task_order(trials: &[Trial]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for t in trials {
+        let l = format!("{}→{}", t.config.source, t.config.target);
+        if !v.contains(&l) {
+            v.push(l);
+        }
+    }
+    v
+}
+
+fn report_cmd(
+    source: &Path,
+    runs_dir: &Path,
+    reference: Option<&Path>,
+    out: Option<&Path>,
+    no_plots: bool,
+    sets: &[String],
+) -> Result<(), Failure> {
+    let (exp_dir, only, rows, tasks) = if source.is_dir() {
+        (source.to_path_buf(), None, vec![], vec![])
+    } else {
+        let exp = dalab_runner::load_experiment(source, sets, &registry()).map_err(usage)?;
+        let trials = dalab_runner::plan(&exp);
+        let ids: std::collections::HashSet<String> = trials.iter().map(Trial::id).collect();
+        (runs_dir.join(&exp.name), Some(ids), row_order(&trials), task_order(&trials))
+    };
+    let reference = reference.map(report::load_reference).transpose().map_err(usage)?;
+    let table = report::collect(&exp_dir, only.as_ref(), &rows, &tasks).map_err(runtime)?;
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| exp_dir.clone());
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display())).map_err(runtime)?;
+    let md = table.markdown(reference.as_ref());
+    let write = |name: &str, body: &str| -> Result<(), Failure> {
+        let p = out.join(name);
+        dalab_runner::store::write_atomic(&p, body.as_bytes()).map_err(runtime)
+    };
+    write("report.md", &md)?;
+    write("report.csv", &table.csv(reference.as_ref()))?;
+    print!("{md}");
+    println!("\nwrote {} and {}", out.join("report.md").display(), out.join("report.csv").display());
+    if !no_plots {
+        match report::plot_curves(&table, &out.join("plots")) {
+            Ok(files) => {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+            }
+            Err(e) => return Err(runtime(anyhow::anyhow!("tables written; plots not drawn: {e}"))),
+        }
+    }
+    Ok(())
 }

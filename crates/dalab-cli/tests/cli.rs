@@ -20,6 +20,17 @@ fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
+/// The trial folders of an experiment folder (not `.locks`, not the root event file).
+fn trial_dirs(exp_dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(exp_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("config.yaml").is_file())
+        .collect();
+    v.sort();
+    v
+}
+
 /// Runs the quickstart into `runs` and returns (trial dir, result.json) per method.
 fn run_quickstart(runs: &Path) -> Vec<(PathBuf, serde_json::Value)> {
     let exp = repo().join("experiments/quickstart.yaml");
@@ -27,9 +38,8 @@ fn run_quickstart(runs: &Path) -> Vec<(PathBuf, serde_json::Value)> {
     let (so, se) = text(&out);
     assert!(out.status.success(), "quickstart failed:\n{so}\n{se}");
     assert!(so.contains("device cpu") || so.contains("device cuda"), "dalab must print its device:\n{so}");
-    let mut trials: Vec<_> = std::fs::read_dir(runs.join("quickstart"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let mut trials: Vec<_> = trial_dirs(&runs.join("quickstart"))
+        .into_iter()
         .map(|d| {
             let r = read_json(&d.join("result.json"));
             (d, r)
@@ -105,7 +115,8 @@ print(json.dumps(out))
     for tag in ["loss/total", "loss/cls", "loss/domain", "lambda", "lr", "accuracy/source", "accuracy/target"] {
         assert!(scalars.contains_key(tag), "tag {tag} missing; TensorBoard saw {:?}", scalars.keys());
     }
-    assert_eq!(tb["tensors"], serde_json::json!(["config"]), "the resolved config is logged as text");
+    let tensors = tb["tensors"].as_array().unwrap();
+    assert!(tensors.contains(&serde_json::json!("config")), "the resolved config is logged as text: {tensors:?}");
     // The last target-accuracy point is the result's `last` evaluation (f32 in the event file).
     let target = scalars["accuracy/target"].as_array().unwrap();
     let last = target.last().unwrap().as_array().unwrap();
@@ -118,12 +129,19 @@ print(json.dumps(out))
     assert!(scalars["lr"].as_array().unwrap().iter().all(|p| (p[1].as_f64().unwrap() - 0.05).abs() < 1e-7));
 }
 
-/// Writes `yaml` to a file and runs `dalab run` on it; returns (exit code, stderr).
+/// Writes `yaml` to a file and runs `dalab run` on it (with extra args); returns (exit code, stderr).
 fn run_bad(yaml: &str) -> (i32, String) {
+    run_bad_with(yaml, &[])
+}
+
+fn run_bad_with(yaml: &str, extra: &[&str]) -> (i32, String) {
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("exp.yaml");
     std::fs::write(&f, yaml).unwrap();
-    let out = dalab(&["run", f.to_str().unwrap(), "--runs-dir", tmp.path().join("runs").to_str().unwrap()], tmp.path());
+    let runs = tmp.path().join("runs");
+    let mut args = vec!["run", f.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = dalab(&args, tmp.path());
     let (_, se) = text(&out);
     assert!(!se.contains("panicked"), "dalab panicked:\n{se}");
     assert!(!tmp.path().join("runs").exists(), "no trial may start on a bad file");
@@ -141,13 +159,24 @@ fn bad_experiment_files_fail_with_one_line_naming_the_key() {
     let out = dalab(&["run", f.to_str().unwrap(), "--dry-run"], tmp.path());
     assert!(out.status.success(), "{:?}", text(&out));
 
-    let cases: [(&str, String, &[&str]); 6] = [
+    let cases: [(&str, String, &[&str]); 9] = [
         ("typo in a key", GOOD.replace("  lr: 0.01", "  lrr: 0.01"), &["exp.yaml:7:", "optim.lrr", "unknown field"]),
         ("wrong type", GOOD.replace("lr: 0.01", "lr: fast"), &["exp.yaml:7:", "optim.lr"]),
         ("negative lr", GOOD.replace("lr: 0.01", "lr: -0.1"), &["optim.lr: must be a finite number > 0, got -0.1"]),
         ("unknown method", GOOD.replace("  dann:", "  dnn:"), &["exp.yaml:4:", "methods.dnn", "unknown method `dnn`"]),
         ("typo in a method option", GOOD.replace("trade_off", "tradeoff"), &["exp.yaml:5:", "methods.dann.tradeoff"]),
         ("bad task", GOOD.replace("moons-rotated]", "mars]"), &["tasks[0]", "no domain `mars`"]),
+        ("empty seeds", format!("{GOOD}seeds: []\n"), &["seeds: must list at least one seed"]),
+        (
+            "sweep over an unknown key",
+            format!("{GOOD}sweep:\n  optim.lrate: [0.1]\n"),
+            &["sweep.optim.lrate: no such key"],
+        ),
+        (
+            "sweep with a bad value",
+            format!("{GOOD}sweep:\n  optim.lr: [0.1, -1]\n"),
+            &["sweep point optim.lr=-1", "optim.lr: must be"],
+        ),
     ];
     for (what, yaml, needles) in cases {
         let (code, err) = run_bad(&yaml);
@@ -157,6 +186,14 @@ fn bad_experiment_files_fail_with_one_line_naming_the_key() {
             assert!(err.contains(n), "{what}: `{n}` not in: {err}");
         }
     }
+    // --set is type-checked like the file, and named in the error.
+    let (code, err) = run_bad_with(GOOD, &["--set", "optim.lr=fast"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--set optim.lr=fast: optim.lr"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let (code, err) = run_bad_with(GOOD, &["--set", "optim.lrate=0.1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--set optim.lrate=0.1") && err.contains("lrate"), "{err}");
     let (code, err) = run_bad("name: t\ntasks: [moons→moons-rotated\n");
     assert_eq!(code, 2);
     assert!(err.contains("exp.yaml:"), "syntax errors carry a position: {err}");
@@ -207,7 +244,218 @@ fn a_diverging_trial_is_reported_with_its_step_and_keeps_the_others() {
     assert!(se.contains("NaN loss at step") || se.contains("infinite loss at step"), "{se}");
     assert!(!se.contains("panicked"));
     // What was logged before the failure is on disk.
-    let trial = std::fs::read_dir(tmp.path().join("runs/nan")).unwrap().next().unwrap().unwrap().path();
+    let trial = trial_dirs(&tmp.path().join("runs/nan")).pop().unwrap();
     assert!(trial.join("config.yaml").is_file());
     assert!(!trial.join("result.json").exists(), "a failed trial has no result");
+    let failed = read_json(&trial.join("failed.json"));
+    assert!(failed["reason"].as_str().unwrap().contains("loss at step"), "{failed}");
+}
+
+/// The sweep used by the runner tests: 2 methods × trade-off {1, 6} (DANN only) × 3 seeds = 3 + 6 trials.
+const SWEEP: &str = "name: sweep
+dataset: {name: moons}
+tasks: [moons→moons-rotated]
+methods:
+  source-only: {}
+  dann: {lambda_schedule: {kind: constant}, discriminator: {hidden: []}}
+model: {backbone: {kind: mlp, hidden: [15], activation: sigmoid}}
+optim: {lr: 0.05, momentum: 0.9}
+schedule: {kind: constant}
+train: {iterations: 300, batch_size: 32, eval_interval: 50, log_interval: 10, threads: 1}
+seeds: [0, 1, 2]
+sweep:
+  methods.dann.trade_off: [1, 6]
+";
+
+fn run_sweep(dir: &Path, jobs: &str) -> Output {
+    std::fs::write(dir.join("sweep.yaml"), SWEEP).unwrap();
+    dalab(&["run", "sweep.yaml", "--runs-dir", "runs", "--jobs", jobs], dir)
+}
+
+/// `(trial id, result.json selected+last, metrics.jsonl)` of every finished trial.
+fn snapshot(exp_dir: &Path) -> Vec<(String, serde_json::Value, String)> {
+    trial_dirs(exp_dir)
+        .into_iter()
+        .map(|d| {
+            let r = read_json(&d.join("result.json"));
+            let m = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+            (d.file_name().unwrap().to_string_lossy().into_owned(), serde_json::json!([r["selected"], r["last"]]), m)
+        })
+        .collect()
+}
+
+#[test]
+fn sweep_in_parallel_resume_report_and_hparams() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_sweep(tmp.path(), "2");
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(so.contains("9 trial(s), 2 at a time, 1 thread(s) each"), "{so}");
+    let exp = tmp.path().join("runs/sweep");
+    let snap = snapshot(&exp);
+    assert_eq!(snap.len(), 9, "source-only is not repeated per trade-off value");
+
+    // Rerunning skips every finished trial and changes nothing.
+    let out = run_sweep(tmp.path(), "2");
+    let (so, _) = text(&out);
+    assert!(out.status.success());
+    assert_eq!(so.matches("done earlier, skipped").count(), 9, "{so}");
+    assert_eq!(snapshot(&exp), snap);
+
+    // The report: rows = methods × swept values, mean ± std over 3 seeds.
+    let out = dalab(&["report", "sweep.yaml", "--runs-dir", "runs"], tmp.path());
+    let (md, se) = text(&out);
+    assert!(out.status.success(), "{md}\n{se}");
+    assert!(md.contains("mean ± std over 3 seeds; model selection: last"), "{md}");
+    for row in ["| source-only |", "| dann (trade_off=1) |", "| dann (trade_off=6) |"] {
+        assert!(md.contains(row), "{row} missing:\n{md}");
+    }
+    // The source-only cell equals the mean of its three result.json files (computed here independently).
+    let so_acc: Vec<f64> = trial_dirs(&exp)
+        .iter()
+        .map(|d| read_json(&d.join("result.json")))
+        .filter(|r| r["method"] == "source-only")
+        .map(|r| 100.0 * r["selected"]["target"].as_f64().unwrap())
+        .collect();
+    let mean = so_acc.iter().sum::<f64>() / 3.0;
+    let csv = std::fs::read_to_string(exp.join("report.csv")).unwrap();
+    let line = csv.lines().find(|l| l.starts_with("\"source-only\"")).unwrap();
+    let cell: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
+    assert!((cell - mean).abs() < 1e-3, "{cell} vs {mean}");
+    let png = std::fs::read(exp.join("plots/moons_to_moons-rotated.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    // A reference file adds paper rows and differences.
+    let reference = "caption: made-up numbers for the test\nrows:\n  - name: paper\n    compare_to: source-only\n    values: {moons→moons-rotated: 50.0}\n";
+    std::fs::write(tmp.path().join("ref.yaml"), reference).unwrap();
+    let out = dalab(&["report", "runs/sweep", "--reference", "ref.yaml", "--no-plots"], tmp.path());
+    let (md, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    assert!(md.contains("| *paper* | 50.0 |"), "{md}");
+    assert!(md.contains(&format!("| Δ source-only − paper | {:+.1} |", mean - 50.0)), "{md}");
+
+    // TensorBoard's own reader: hparams session data per trial, the experiment summary at the root.
+    let pythonpath = std::env::var_os("DALAB_TENSORBOARD_PYTHONPATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".libtorch/pylib"));
+    let script = r#"
+import json, os, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+root = sys.argv[1]
+def pd(acc, tag):
+    return plugin_data_pb2.HParamsPluginData.FromString(acc.SummaryMetadata(tag).plugin_data.content)
+acc = EventAccumulator(root); acc.Reload()
+exp = pd(acc, "_hparams_/experiment").experiment
+out = {"hparams": sorted(h.name for h in exp.hparam_infos), "metrics": sorted(m.name.tag for m in exp.metric_infos), "trials": {}}
+for d in sorted(os.listdir(root)):
+    p = os.path.join(root, d)
+    if not os.path.isdir(p) or d.startswith(".") or d == "plots":
+        continue
+    a = EventAccumulator(p, size_guidance={"scalars": 0, "tensors": 0}); a.Reload()
+    start = pd(a, "_hparams_/session_start_info").session_start_info
+    end = pd(a, "_hparams_/session_end_info").session_end_info
+    hp = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
+    out["trials"][d] = {"hparams": hp, "status": end.status, "final_target": a.Scalars("final/target")[-1].value,
+                        "text": a.Tags()["tensors"]}
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, exp.to_str().unwrap()])
+        .env("PYTHONPATH", &pythonpath)
+        .output()
+        .unwrap();
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    let tb: serde_json::Value = serde_json::from_str(so.trim()).unwrap();
+    assert_eq!(tb["hparams"], serde_json::json!(["method", "methods.dann.trade_off", "seed", "task"]));
+    assert!(tb["metrics"].as_array().unwrap().contains(&serde_json::json!("final/target")));
+    let trials = tb["trials"].as_object().unwrap();
+    assert_eq!(trials.len(), 9);
+    for (id, t) in trials {
+        let r = read_json(&exp.join(id).join("result.json"));
+        assert_eq!(t["status"], 1, "{id}: STATUS_SUCCESS");
+        assert_eq!(t["hparams"]["method"], r["method"]);
+        assert_eq!(t["hparams"]["seed"].as_f64().unwrap() as u64, r["seed"].as_u64().unwrap());
+        if r["method"] == "dann" {
+            let (tb_v, ours) = (&t["hparams"]["methods.dann.trade_off"], &r["sweep"]["methods.dann.trade_off"]);
+            assert_eq!(tb_v.as_f64(), ours.as_f64(), "{tb_v} vs {ours}");
+        }
+        let want = r["selected"]["target"].as_f64().unwrap();
+        assert!((t["final_target"].as_f64().unwrap() - want).abs() < 1e-6);
+        assert!(t["text"].as_array().unwrap().contains(&serde_json::json!("config")));
+    }
+}
+
+#[test]
+fn killed_runs_resume_to_the_uninterrupted_results() {
+    // Reference: an uninterrupted run.
+    let a = tempfile::tempdir().unwrap();
+    let out = run_sweep(a.path(), "2");
+    assert!(out.status.success(), "{:?}", text(&out));
+    let want = snapshot(&a.path().join("runs/sweep"));
+
+    // Kill the runner with SIGKILL at pseudo-random moments, rerunning each time.
+    let b = tempfile::tempdir().unwrap();
+    std::fs::write(b.path().join("sweep.yaml"), SWEEP).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64; // xorshift64: fixed, so the test is repeatable
+    let mut kills = 0;
+    for _ in 0..12 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let wait_ms = 150 + state % 1200;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dalab"))
+            .args(["run", "sweep.yaml", "--runs-dir", "runs", "--jobs", "2"])
+            .current_dir(b.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 10, "only {kills} runs were still going when killed; make the sweep longer");
+    // Trial processes die with their runner; give the kernel a moment, then finish the sweep.
+    let mut ok = false;
+    for _ in 0..5 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let out = run_sweep(b.path(), "2");
+        if out.status.success() {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the sweep did not complete after the kills");
+    let exp = b.path().join("runs/sweep");
+    assert_eq!(snapshot(&exp), want, "same trial ids, same numbers, same metrics");
+    // No temporary or failure files left anywhere.
+    for d in trial_dirs(&exp) {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!name.contains(".tmp-") && name != "failed.json", "{} left in {}", name, d.display());
+        }
+    }
+}
+
+#[test]
+fn a_diverging_sweep_point_fails_and_the_others_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    // ReLU units: with lr = 1e30 the logits overflow (sigmoid units would saturate and stay finite).
+    let yaml = SWEEP
+        .replace("seeds: [0, 1, 2]", "seeds: [0]")
+        .replace("activation: sigmoid", "activation: relu")
+        .replace("optim: {lr: 0.05, momentum: 0.9}", "optim: {lr: 0.05, momentum: 0.0}")
+        .replace("  methods.dann.trade_off: [1, 6]", "  optim.lr: [0.05, 1.0e30]");
+    std::fs::write(tmp.path().join("d.yaml"), yaml).unwrap();
+    let out = dalab(&["run", "d.yaml", "--runs-dir", "runs", "-j", "2"], tmp.path());
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{so}\n{se}");
+    assert!(se.contains("2 of 4 trial(s) failed") && se.contains("NaN loss at step"), "{se}");
+    let done = trial_dirs(&tmp.path().join("runs/sweep")).iter().filter(|d| d.join("result.json").exists()).count();
+    assert_eq!(done, 2, "the lr=0.05 trials finish");
 }

@@ -1,5 +1,10 @@
-//! The experiment YAML: parsing (serde-saphyr, `deny_unknown_fields` everywhere), validation, and errors that
-//! name the file, line, column and key path in one line.
+//! The experiment YAML: parsing (serde-saphyr, `deny_unknown_fields` everywhere), `extends:`, `--set`
+//! overrides, `sweep:` grids, validation, and errors that name the file, line, column and key path in one line.
+//!
+//! Pipeline: the file is parsed strictly as typed YAML (errors with line/column), then as a tree; `extends`
+//! bases are merged under it (maps merge key by key, anything else is replaced), `--set` overrides are applied,
+//! the `sweep` grid is expanded, and every grid point is parsed and validated as a typed experiment before any
+//! trial starts.
 
 use crate::{Error, Result};
 use dalab_core::registry::{MethodSpecs, with_registry};
@@ -8,13 +13,18 @@ use dalab_core::{Registry, Validate, device::DeviceSpec};
 use dalab_data::DatasetConfig;
 use dalab_train::{ModelConfig, OptimConfig, Selection, TrainConfig};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// An experiment: a dataset, its tasks, the methods to compare, the shared training settings and the seeds.
-/// One trial is run per method × task × seed.
+/// One trial is run per sweep point × method × task × seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentConfig {
+    /// A base experiment file (relative to this one) whose keys this file overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
     /// Name of the experiment: results go to `<runs dir>/<name>/`.
     pub name: String,
     /// Free text.
@@ -22,8 +32,9 @@ pub struct ExperimentConfig {
     pub description: String,
     #[serde(default)]
     pub dataset: DatasetConfig,
-    /// Adaptation tasks as `source→target` (or `source->target`).
-    pub tasks: Vec<String>,
+    /// Adaptation tasks: a list of `source→target` (or `source->target`), or `all` (every ordered pair of
+    /// distinct domains of the dataset).
+    pub tasks: Tasks,
     /// Methods and their options: `dann: {trade_off: 1.0}`.
     pub methods: MethodSpecs,
     #[serde(default)]
@@ -43,10 +54,52 @@ pub struct ExperimentConfig {
     /// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`.
     #[serde(default = "DeviceSpec::auto")]
     pub device: DeviceSpec,
+    /// A grid over dotted keys: `methods.dann.trade_off: [0.1, 1.0]`. Every combination is a sweep point.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sweep: BTreeMap<String, Vec<Value>>,
 }
 
 fn default_seeds() -> Vec<u64> {
     vec![0]
+}
+
+/// `tasks:` either `all` or a list of `source→target`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tasks {
+    All,
+    List(Vec<String>),
+}
+
+impl Serialize for Tasks {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Tasks::All => s.serialize_str("all"),
+            Tasks::List(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Tasks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Tasks;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`all` or a list of tasks `source→target`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Tasks, E> {
+                if v == "all" { Ok(Tasks::All) } else { Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)) }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Tasks, A::Error> {
+                let mut v = Vec::new();
+                while let Some(t) = seq.next_element::<String>()? {
+                    v.push(t);
+                }
+                Ok(Tasks::List(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Splits `a→b` / `a->b` into its domains.
@@ -57,33 +110,60 @@ pub fn split_task(task: &str) -> Option<(&str, &str)> {
 }
 
 impl ExperimentConfig {
+    /// The tasks as `(source, target)` pairs (`all` expanded).
+    pub fn task_pairs(&self) -> Vec<(String, String)> {
+        match &self.tasks {
+            Tasks::All => {
+                let d = self.dataset.domains();
+                let mut v = Vec::new();
+                for s in &d {
+                    for t in &d {
+                        if s != t {
+                            v.push((s.clone(), t.clone()));
+                        }
+                    }
+                }
+                v
+            }
+            Tasks::List(l) => {
+                l.iter().filter_map(|t| split_task(t).map(|(a, b)| (a.to_string(), b.to_string()))).collect()
+            }
+        }
+    }
+
     /// Semantic checks after parsing; the error names the key path.
     pub fn validate(&self, registry: &Registry) -> std::result::Result<(), String> {
-        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if self.name.is_empty()
+            || self.name.starts_with('.')
+            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(format!(
-                "name: must be a non-empty name of letters, digits, `-`, `_`, `.` (it names the results folder), got {:?}",
+                "name: must be letters, digits, `-`, `_`, `.` (it names the results folder), got {:?}",
                 self.name
             ));
         }
-        if self.name.starts_with('.') {
-            return Err(format!("name: must not start with `.`, got {:?}", self.name));
-        }
         self.dataset.validate().map_err(|e| format!("dataset.{e}"))?;
-        if self.tasks.is_empty() {
-            return Err("tasks: must list at least one task `source→target`".into());
-        }
         let domains = self.dataset.domains();
-        for (i, t) in self.tasks.iter().enumerate() {
-            let Some((s, d)) = split_task(t) else {
-                return Err(format!("tasks[{i}]: expected `source→target`, got {t:?}"));
-            };
-            for dom in [s, d] {
-                if !domains.iter().any(|k| k == dom) {
-                    return Err(format!(
-                        "tasks[{i}]: dataset `{}` has no domain `{dom}` (domains: {})",
-                        self.dataset.name(),
-                        domains.join(", ")
-                    ));
+        match &self.tasks {
+            Tasks::All => {}
+            Tasks::List(l) if l.is_empty() => return Err("tasks: must list at least one task `source→target`".into()),
+            Tasks::List(l) => {
+                for (i, t) in l.iter().enumerate() {
+                    let Some((s, d)) = split_task(t) else {
+                        return Err(format!("tasks[{i}]: expected `source→target`, got {t:?}"));
+                    };
+                    for dom in [s, d] {
+                        if !domains.iter().any(|k| k == dom) {
+                            return Err(format!(
+                                "tasks[{i}]: dataset `{}` has no domain `{dom}` (domains: {})",
+                                self.dataset.name(),
+                                domains.join(", ")
+                            ));
+                        }
+                    }
+                    if s == d {
+                        return Err(format!("tasks[{i}]: source and target are the same domain `{s}`"));
+                    }
                 }
             }
         }
@@ -100,30 +180,234 @@ impl ExperimentConfig {
         if self.seeds.is_empty() {
             return Err("seeds: must list at least one seed".into());
         }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(s) = self.seeds.iter().find(|s| !seen.insert(**s)) {
+            return Err(format!("seeds: seed {s} is listed twice"));
+        }
         self.device.resolve().map(|_| ()).map_err(|e| e.to_string())
     }
 }
 
-/// Parses and validates an experiment from YAML text. `origin` names the source in messages (a file path).
-pub fn parse_experiment(text: &str, origin: &str, registry: &Registry) -> Result<ExperimentConfig> {
-    let parsed: std::result::Result<ExperimentConfig, serde_saphyr::Error> =
-        with_registry(registry, || serde_saphyr::from_str(text));
-    let cfg = parsed.map_err(|e| Error::Config(yaml_error_line(text, origin, &e)))?;
-    cfg.validate(registry).map_err(|m| Error::Config(format!("{origin}: {m}")))?;
-    Ok(cfg)
+/// One point of the sweep grid: the experiment with the point's values applied, and the values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepPoint {
+    pub config: ExperimentConfig,
+    /// `(dotted key, value)` for each swept key (empty without a sweep).
+    pub values: Vec<(String, Value)>,
 }
 
-/// Reads and parses an experiment file.
-pub fn load_experiment(path: &Path, registry: &Registry) -> Result<ExperimentConfig> {
+/// A loaded experiment: every sweep point, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Experiment {
+    /// The file it came from (or `<text>`).
+    pub origin: String,
+    pub name: String,
+    /// The merged tree (after `extends` and `--set`), with the `sweep` key.
+    pub tree: Value,
+    pub points: Vec<SweepPoint>,
+}
+
+impl Experiment {
+    /// The first point's config (the shared settings: name, dataset, tasks, seeds, ...).
+    pub fn base(&self) -> &ExperimentConfig {
+        &self.points[0].config
+    }
+}
+
+fn yaml_to_tree(text: &str, origin: &str) -> Result<Value> {
+    let v: std::result::Result<Value, serde_saphyr::Error> = serde_saphyr::from_str(text);
+    let v = v.map_err(|e| Error::Config(yaml_error_line(text, origin, &e)))?;
+    match v {
+        Value::Object(_) => Ok(v),
+        Value::Null => Err(Error::Config(format!("{origin}: the file is empty"))),
+        _ => Err(Error::Config(format!("{origin}: expected a map of keys (name, dataset, tasks, methods, ...)"))),
+    }
+}
+
+/// Merges `over` into `base`: maps key by key (recursively), anything else replaced.
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(bv) => merge(bv, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn load_tree(path: &Path, depth: usize, chain: &mut Vec<PathBuf>) -> Result<Value> {
+    let origin = path.display().to_string();
+    let canon = path.canonicalize().map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    if chain.contains(&canon) {
+        return Err(Error::Config(format!("{origin}: extends: cycle through this file")));
+    }
+    if depth > 16 {
+        return Err(Error::Config(format!("{origin}: extends: more than 16 levels")));
+    }
+    chain.push(canon);
     let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    parse_experiment(&text, &path.display().to_string(), registry)
+    let mut tree = yaml_to_tree(&text, &origin)?;
+    let ext = tree.as_object_mut().expect("checked").remove("extends");
+    match ext {
+        None => Ok(tree),
+        Some(Value::String(base_rel)) => {
+            let base_path = path.parent().unwrap_or(Path::new(".")).join(&base_rel);
+            if !base_path.is_file() {
+                return Err(Error::Config(format!("{origin}: extends: no such file {}", base_path.display())));
+            }
+            let mut base = load_tree(&base_path, depth + 1, chain)?;
+            merge(&mut base, tree);
+            Ok(base)
+        }
+        Some(other) => Err(Error::Config(format!("{origin}: extends: expected a file name, got {other}"))),
+    }
+}
+
+/// Sets `path` (dotted) in `tree` to `value`, creating maps on the way.
+fn set_path(tree: &mut Value, path: &str, value: Value) -> std::result::Result<(), String> {
+    let mut cur = tree;
+    let parts: Vec<&str> = path.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("`{path}` is not a dotted key path"));
+    }
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            if cur.is_null() {
+                *cur = Value::Object(Map::new());
+            } else {
+                return Err(format!("`{}` is not a map", parts[..i].join(".")));
+            }
+        }
+        let obj = cur.as_object_mut().expect("made a map");
+        if i + 1 == parts.len() {
+            obj.insert(p.to_string(), value);
+            return Ok(());
+        }
+        cur = obj.entry(p.to_string()).or_insert(Value::Null);
+    }
+    Ok(())
+}
+
+fn get_path<'a>(tree: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(tree, |cur, p| cur.as_object()?.get(p))
+}
+
+/// Parses a `key=value` override; the value is YAML (`0.1`, `[15, 15]`, `{kind: constant}`, `dann`).
+pub fn parse_set(s: &str) -> Result<(String, Value)> {
+    let Some((k, v)) = s.split_once('=') else {
+        return Err(Error::Config(format!("--set {s}: expected key.path=value")));
+    };
+    let value: std::result::Result<Value, serde_saphyr::Error> = serde_saphyr::from_str(v);
+    let value =
+        value.map_err(|e| Error::Config(format!("--set {s}: the value is not valid YAML: {}", first_line(&e))))?;
+    Ok((k.trim().to_string(), value))
+}
+
+fn first_line(e: &serde_saphyr::Error) -> String {
+    e.without_snippet().to_string().lines().next().unwrap_or("").to_string()
+}
+
+/// Parses a tree as a typed experiment; errors name the key path.
+fn typed(tree: &Value, registry: &Registry) -> std::result::Result<ExperimentConfig, String> {
+    with_registry(registry, || {
+        serde_path_to_error::deserialize::<_, ExperimentConfig>(tree.clone()).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." || path.is_empty() { inner } else { format!("{path}: {inner}") }
+        })
+    })
+}
+
+/// Loads an experiment file with `--set` overrides, expands its sweep and validates every point.
+pub fn load_experiment(path: &Path, sets: &[String], registry: &Registry) -> Result<Experiment> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let tree = yaml_to_tree(&text, &origin)?;
+    // A file that stands alone is first parsed strictly from its text, for errors with line and column.
+    if tree.get("extends").is_none() {
+        let parsed: std::result::Result<ExperimentConfig, serde_saphyr::Error> =
+            with_registry(registry, || serde_saphyr::from_str(&text));
+        parsed.map_err(|e| Error::Config(yaml_error_line(&text, &origin, &e)))?;
+    }
+    let mut tree = load_tree(path, 0, &mut Vec::new())?;
+    build(&mut tree, &origin, sets, registry)
+}
+
+/// Parses an experiment from YAML text (no `extends`), with `--set` overrides.
+pub fn parse_experiment(text: &str, origin: &str, sets: &[String], registry: &Registry) -> Result<Experiment> {
+    let parsed: std::result::Result<ExperimentConfig, serde_saphyr::Error> =
+        with_registry(registry, || serde_saphyr::from_str(text));
+    parsed.map_err(|e| Error::Config(yaml_error_line(text, origin, &e)))?;
+    let mut tree = yaml_to_tree(text, origin)?;
+    if tree.get("extends").is_some() {
+        return Err(Error::Config(format!("{origin}: extends: only files can extend others")));
+    }
+    build(&mut tree, origin, sets, registry)
+}
+
+fn build(tree: &mut Value, origin: &str, sets: &[String], registry: &Registry) -> Result<Experiment> {
+    for s in sets {
+        let (k, v) = parse_set(s)?;
+        let ok_before = typed(tree, registry).is_ok();
+        set_path(tree, &k, v).map_err(|m| Error::Config(format!("--set {s}: {m}")))?;
+        // An override that breaks a config that parsed before is named as the culprit.
+        if let (true, Err(m)) = (ok_before, typed(tree, registry)) {
+            return Err(Error::Config(format!("--set {s}: {m}")));
+        }
+    }
+    let base = typed(tree, registry).map_err(|m| Error::Config(format!("{origin}: {m}")))?;
+    base.validate(registry).map_err(|m| Error::Config(format!("{origin}: {m}")))?;
+    // The sweep grid; every key must exist in the resolved config (defaults filled in).
+    let resolved = serde_json::to_value(&base).expect("configs serialize");
+    let mut grid: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    for (key, values) in &base.sweep {
+        if key.starts_with("sweep") || key == "name" {
+            return Err(Error::Config(format!("{origin}: sweep.{key}: this key cannot be swept")));
+        }
+        if get_path(&resolved, key).is_none() {
+            return Err(Error::Config(format!("{origin}: sweep.{key}: no such key in the experiment")));
+        }
+        if values.is_empty() {
+            return Err(Error::Config(format!("{origin}: sweep.{key}: the list of values is empty")));
+        }
+        grid = grid
+            .into_iter()
+            .flat_map(|point| {
+                values.iter().map(move |v| {
+                    let mut p = point.clone();
+                    p.push((key.clone(), v.clone()));
+                    p
+                })
+            })
+            .collect();
+    }
+    let mut points = Vec::with_capacity(grid.len());
+    for values in grid {
+        let mut t = resolved.clone();
+        for (k, v) in &values {
+            set_path(&mut t, k, v.clone()).map_err(|m| Error::Config(format!("{origin}: sweep.{k}: {m}")))?;
+        }
+        let where_ = || values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+        // Parsing again resolves method options (defaults filled in) after the sweep changed one.
+        let cfg = typed(&t, registry).map_err(|m| Error::Config(format!("{origin}: sweep point {}: {m}", where_())))?;
+        cfg.validate(registry).map_err(|m| Error::Config(format!("{origin}: sweep point {}: {m}", where_())))?;
+        points.push(SweepPoint { config: cfg, values });
+    }
+    Ok(Experiment { origin: origin.to_string(), name: base.name.clone(), tree: tree.clone(), points })
 }
 
 /// Turns a serde-saphyr error into one line: `file:line:col: key.path: message`.
 fn yaml_error_line(text: &str, origin: &str, e: &serde_saphyr::Error) -> String {
-    let inner = e.without_snippet().to_string();
-    // The message's first line, without the location serde-saphyr appends (we put it in front).
-    let mut msg = inner.lines().next().unwrap_or("invalid YAML").trim().to_string();
+    let mut msg = first_line(e).trim().to_string();
+    if msg.is_empty() {
+        msg = "invalid YAML".into();
+    }
     if let Some(i) = msg.find(" at line ") {
         msg.truncate(i);
     }
@@ -144,7 +428,6 @@ fn yaml_error_line(text: &str, origin: &str, e: &serde_saphyr::Error) -> String 
 pub fn key_path_at(text: &str, line: usize) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
     let target = *lines.get(line.checked_sub(1)?)?;
-    // (indent, key or list index) from the target line upwards.
     let mut parts: Vec<String> = Vec::new();
     let (mut indent, entry) = parse_entry(target)?;
     parts.push(entry.clone());
@@ -235,5 +518,18 @@ mod tests {
         assert_eq!(split_task("books -> kitchen"), Some(("books", "kitchen")));
         assert_eq!(split_task("A-W"), None);
         assert_eq!(split_task("→W"), None);
+    }
+
+    #[test]
+    fn merge_and_set_paths() {
+        let mut a = serde_json::json!({"optim": {"lr": 0.1, "momentum": 0.9}, "seeds": [0, 1]});
+        merge(&mut a, serde_json::json!({"optim": {"lr": 0.2}, "seeds": [5]}));
+        assert_eq!(a, serde_json::json!({"optim": {"lr": 0.2, "momentum": 0.9}, "seeds": [5]}));
+        set_path(&mut a, "train.iterations", serde_json::json!(10)).unwrap();
+        assert_eq!(get_path(&a, "train.iterations"), Some(&serde_json::json!(10)));
+        assert!(set_path(&mut a, "seeds.x", serde_json::json!(1)).unwrap_err().contains("`seeds` is not a map"));
+        assert_eq!(parse_set("optim.lr=0.5").unwrap(), ("optim.lr".into(), serde_json::json!(0.5)));
+        assert_eq!(parse_set("model.backbone.hidden=[15, 15]").unwrap().1, serde_json::json!([15, 15]));
+        assert!(parse_set("optim.lr").unwrap_err().to_string().contains("expected key.path=value"));
     }
 }

@@ -1,12 +1,17 @@
-//! dalab-runner: an experiment YAML becomes trials (method × task × seed); each trial is trained by the one
-//! trainer and leaves `config.yaml`, `metrics.jsonl`, `result.json` and TensorBoard events in
-//! `<runs dir>/<experiment>/<trial id>/`.
+//! dalab-runner: an experiment YAML becomes trials (sweep point × method × task × seed); each trial runs in its
+//! own process (`dalab __trial`), trained by the one trainer, and leaves `config.yaml`, `metrics.jsonl`,
+//! `result.json` (or `failed.json`) and TensorBoard events in `<runs dir>/<experiment>/<trial id>/`.
+//! Rerunning an experiment skips finished trials; a lock keeps two runners off the same trial.
 
 pub mod config;
+pub mod exec;
+pub mod report;
+pub mod store;
 pub mod trial;
 
-pub use config::{ExperimentConfig, load_experiment, parse_experiment};
-pub use trial::{RunOptions, TrialConfig, TrialResult, plan, run_trial};
+pub use config::{Experiment, ExperimentConfig, SweepPoint, load_experiment, parse_experiment};
+pub use exec::{Observer, Outcome, RunPlan, run_all};
+pub use trial::{Trial, TrialConfig, TrialResult, plan};
 
 use std::path::PathBuf;
 
@@ -22,12 +27,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("trial {trial}: {source}")]
-    Trial {
-        trial: String,
-        #[source]
-        source: dalab_train::Error,
-    },
+    #[error("{0}")]
+    Other(String),
     #[error(transparent)]
     Core(#[from] dalab_core::Error),
     #[error(transparent)]
@@ -39,3 +40,7 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}

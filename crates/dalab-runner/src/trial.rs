@@ -1,17 +1,19 @@
-//! Trials: their resolved configs, ids, and one trial's run with its output files.
+//! Trials: their resolved configs, ids, the plan of an experiment, and one trial's run with its output files.
 
-use crate::config::{ExperimentConfig, split_task};
-use crate::{Error, Result};
+use crate::config::Experiment;
+use crate::store::{FailedRecord, write_atomic};
+use crate::{Error, Result, io_err};
 use dalab_core::Registry;
 use dalab_core::device::DeviceSpec;
 use dalab_core::schedule::LrSchedule;
 use dalab_data::DatasetConfig;
+use dalab_tensorboard::hparams::{self, HValue};
 use dalab_train::{EvalRecord, JsonlSink, ModelConfig, OptimConfig, Selection, Sink, TensorBoardSink, TrainConfig};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
-/// Everything that defines one trial: written to its `config.yaml`, hashed into its id.
+/// Everything that defines one trial's numbers: written to its `config.yaml`, hashed into its id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrialConfig {
@@ -32,7 +34,7 @@ pub struct TrialConfig {
 }
 
 impl TrialConfig {
-    /// `<method>_<source>-<target>_s<seed>_<8 hex digits of the config hash>`: readable and unique.
+    /// `<method>_<source>-<target>_s<seed>_<8 hex digits of the config hash>`: readable, deterministic, unique.
     pub fn id(&self) -> String {
         let json = serde_json::to_string(self).expect("trial configs serialize");
         let clean = |s: &str| {
@@ -54,41 +56,84 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
-/// The trials of an experiment, in order: methods, then tasks, then seeds.
-pub fn plan(exp: &ExperimentConfig) -> Vec<TrialConfig> {
-    let mut out = Vec::new();
-    for (method, method_config) in &exp.methods.0 {
-        for task in &exp.tasks {
-            let (s, t) = split_task(task).expect("tasks are validated before planning");
-            for &seed in &exp.seeds {
-                out.push(TrialConfig {
-                    experiment: exp.name.clone(),
-                    method: method.clone(),
-                    method_config: method_config.clone(),
-                    dataset: exp.dataset.clone(),
-                    source: s.to_string(),
-                    target: t.to_string(),
-                    seed,
-                    model: exp.model.clone(),
-                    optim: exp.optim.clone(),
-                    schedule: exp.schedule,
-                    train: exp.train.clone(),
-                    selection: exp.selection,
-                    device: exp.device.clone(),
-                });
+/// A trial: its config and the sweep values it was made with (only the keys that apply to its method).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    pub config: TrialConfig,
+    /// `dotted key → value` of the sweep point (empty without a sweep).
+    #[serde(default)]
+    pub sweep: Map<String, Value>,
+}
+
+impl Trial {
+    pub fn id(&self) -> String {
+        self.config.id()
+    }
+
+    /// `<runs dir>/<experiment>/<id>`.
+    pub fn dir(&self, runs_dir: &Path) -> PathBuf {
+        runs_dir.join(&self.config.experiment).join(self.id())
+    }
+
+    /// Row label of reports: the method and its sweep values.
+    pub fn label(&self) -> String {
+        label(&self.config.method, &self.sweep)
+    }
+}
+
+/// `method` or `method (key=value, ...)`.
+pub fn label(method: &str, sweep: &Map<String, Value>) -> String {
+    if sweep.is_empty() {
+        return method.to_string();
+    }
+    let prefix = format!("methods.{method}.");
+    let vals: Vec<String> =
+        sweep.iter().map(|(k, v)| format!("{}={}", k.strip_prefix(&prefix).unwrap_or(k), v)).collect();
+    format!("{method} ({})", vals.join(", "))
+}
+
+/// The trials of an experiment in order (sweep point, method, task, seed), without duplicates: a trial that
+/// a sweep does not change (e.g. `source-only` under a sweep of `methods.dann.*`) is run once.
+pub fn plan(exp: &Experiment) -> Vec<Trial> {
+    let mut out: Vec<Trial> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for point in &exp.points {
+        let c = &point.config;
+        for (method, method_config) in &c.methods.0 {
+            let sweep: Map<String, Value> = point
+                .values
+                .iter()
+                .filter(|(k, _)| match k.strip_prefix("methods.") {
+                    Some(rest) => rest.split('.').next() == Some(method.as_str()),
+                    None => true,
+                })
+                .cloned()
+                .collect();
+            for (s, t) in c.task_pairs() {
+                for &seed in &c.seeds {
+                    let config = TrialConfig {
+                        experiment: c.name.clone(),
+                        method: method.clone(),
+                        method_config: method_config.clone(),
+                        dataset: c.dataset.clone(),
+                        source: s.clone(),
+                        target: t.clone(),
+                        seed,
+                        model: c.model.clone(),
+                        optim: c.optim.clone(),
+                        schedule: c.schedule,
+                        train: c.train.clone(),
+                        selection: c.selection,
+                        device: c.device.clone(),
+                    };
+                    if seen.insert(config.id()) {
+                        out.push(Trial { config, sweep: sweep.clone() });
+                    }
+                }
             }
         }
     }
     out
-}
-
-/// Where trials read data and write results.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Results go to `<runs_dir>/<experiment>/<trial id>/`.
-    pub runs_dir: PathBuf,
-    /// The data directory (see dalab-data).
-    pub data_dir: PathBuf,
 }
 
 /// `result.json`: what a finished trial produced.
@@ -100,6 +145,9 @@ pub struct TrialResult {
     pub source: String,
     pub target: String,
     pub seed: u64,
+    /// The sweep values of this trial.
+    #[serde(default)]
+    pub sweep: Map<String, Value>,
     /// The model-selection rule; `oracle` is true when it used target labels.
     pub selection: Selection,
     pub oracle: bool,
@@ -111,60 +159,153 @@ pub struct TrialResult {
     pub dalab_version: String,
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, then rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let io = |e| Error::Io { path: path.to_path_buf(), source: e };
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+impl TrialResult {
+    pub fn task(&self) -> String {
+        format!("{}→{}", self.source, self.target)
+    }
 }
 
-/// Runs one trial; its folder is emptied first, so a rerun does not mix old and new event files.
-pub fn run_trial(registry: &Registry, trial: &TrialConfig, opts: &RunOptions) -> Result<(TrialResult, PathBuf)> {
-    let id = trial.id();
-    let dir = opts.runs_dir.join(&trial.experiment).join(&id);
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e| Error::Io { path: p, source: e }
-    };
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+/// How a trial process runs: where to read data, how many threads, which device.
+#[derive(Debug, Clone)]
+pub struct TrialEnv {
+    pub runs_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// libtorch intra-op threads for this trial (the runner splits the cores between parallel trials).
+    pub threads: usize,
+    /// A concrete device assigned by the runner (e.g. `cuda:1`); None = the config's.
+    pub device: Option<DeviceSpec>,
+}
+
+/// Reports progress of a running trial (the child process writes it to stdout for the runner).
+pub trait ProgressSink {
+    fn progress(&mut self, step: usize, total: usize);
+}
+
+struct ProgressAdapter<'a> {
+    inner: &'a mut dyn ProgressSink,
+    total: usize,
+}
+
+impl Sink for ProgressAdapter<'_> {
+    fn step(&mut self, step: usize, _: &[(String, f64)]) -> dalab_train::Result<()> {
+        self.inner.progress(step, self.total);
+        Ok(())
     }
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let yaml = serde_saphyr::to_string(trial).map_err(|e| Error::Config(format!("cannot write config.yaml: {e}")))?;
+    fn eval(&mut self, _: &EvalRecord) -> dalab_train::Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> dalab_train::Result<()> {
+        Ok(())
+    }
+}
+
+fn hvalue(v: &Value) -> HValue {
+    match v {
+        Value::Number(n) => HValue::Number(n.as_f64().unwrap_or(f64::NAN)),
+        Value::Bool(b) => HValue::Bool(*b),
+        Value::String(s) => HValue::Text(s.clone()),
+        other => HValue::Text(other.to_string()),
+    }
+}
+
+/// The hyperparameters shown in TensorBoard's HParams dashboard for a trial.
+pub fn trial_hparams(t: &Trial) -> Vec<(String, HValue)> {
+    let c = &t.config;
+    let mut hp = vec![
+        ("method".to_string(), HValue::Text(c.method.clone())),
+        ("task".to_string(), HValue::Text(format!("{}→{}", c.source, c.target))),
+        ("seed".to_string(), HValue::Number(c.seed as f64)),
+    ];
+    hp.extend(t.sweep.iter().map(|(k, v)| (k.clone(), hvalue(v))));
+    hp
+}
+
+/// Runs one trial in this process, in an (emptied) trial folder; the caller holds the trial's lock.
+/// On a training error, `failed.json` records the reason and the error is returned.
+pub fn run_trial(
+    registry: &Registry,
+    trial: &Trial,
+    env: &TrialEnv,
+    progress: &mut dyn ProgressSink,
+) -> Result<TrialResult> {
+    let id = trial.id();
+    let dir = trial.dir(&env.runs_dir);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let c = &trial.config;
+    let yaml = serde_saphyr::to_string(c).map_err(|e| Error::Other(format!("cannot render config.yaml: {e}")))?;
     write_atomic(&dir.join("config.yaml"), yaml.as_bytes())?;
 
-    let device = trial.device.resolve()?;
-    let task = trial.dataset.load_task(&trial.source, &trial.target, &opts.data_dir)?;
     let mut tb = TensorBoardSink::create(&dir)?;
     tb.writer().add_text("config", &format!("```yaml\n{yaml}```"), 0)?;
+    hparams::write_session_start(tb.writer(), &trial_hparams(trial), &trial.label())?;
+    tb.writer().flush()?;
+    let result = train_and_record(registry, trial, env, progress, &dir, &mut tb);
+    let status = if result.is_ok() { hparams::Status::Success } else { hparams::Status::Failure };
+    hparams::write_session_end(tb.writer(), status)?;
+    tb.writer().flush()?;
+    match result {
+        Ok(r) => {
+            let json = serde_json::to_vec_pretty(&r).expect("results serialize");
+            write_atomic(&dir.join("result.json"), &json)?;
+            Ok(r)
+        }
+        Err(e) => {
+            let rec = FailedRecord { trial: id, reason: e.to_string() };
+            write_atomic(&dir.join("failed.json"), &serde_json::to_vec_pretty(&rec).expect("serializes"))?;
+            Err(e)
+        }
+    }
+}
+
+fn train_and_record(
+    registry: &Registry,
+    trial: &Trial,
+    env: &TrialEnv,
+    progress: &mut dyn ProgressSink,
+    dir: &Path,
+    tb: &mut TensorBoardSink,
+) -> Result<TrialResult> {
+    let c = &trial.config;
+    let device = env.device.as_ref().unwrap_or(&c.device).resolve()?;
+    let task = c.dataset.load_task(&c.source, &c.target, &env.data_dir)?;
     let mut jsonl = JsonlSink::create(&dir.join("metrics.jsonl"))?;
+    let mut train = c.train.clone();
+    train.threads = env.threads.max(1);
     let settings = dalab_train::TrainSettings {
-        model: trial.model.clone(),
-        optim: trial.optim.clone(),
-        schedule: trial.schedule,
-        train: trial.train.clone(),
-        selection: trial.selection,
+        model: c.model.clone(),
+        optim: c.optim.clone(),
+        schedule: c.schedule,
+        train,
+        selection: c.selection,
     };
     let spec = dalab_train::TrialSpec {
-        method: &trial.method,
-        method_config: &trial.method_config,
+        method: &c.method,
+        method_config: &c.method_config,
         settings: &settings,
-        seed: trial.seed,
+        seed: c.seed,
         device,
     };
-    let mut sinks: [&mut dyn Sink; 2] = [&mut tb, &mut jsonl];
-    let (outcome, _vs) = dalab_train::train(registry, &spec, &task, &mut sinks)
-        .map_err(|source| Error::Trial { trial: id.clone(), source })?;
-    let result = TrialResult {
-        trial: id,
-        experiment: trial.experiment.clone(),
-        method: trial.method.clone(),
-        source: trial.source.clone(),
-        target: trial.target.clone(),
-        seed: trial.seed,
+    let mut prog = ProgressAdapter { inner: progress, total: c.train.iterations };
+    let (outcome, _vs) = {
+        let mut sinks: [&mut dyn Sink; 3] = [tb, &mut jsonl, &mut prog];
+        dalab_train::train(registry, &spec, &task, &mut sinks)?
+    };
+    // The selected model's numbers, as the HParams dashboard's metrics.
+    let w = tb.writer();
+    for (k, v) in outcome.selected.accuracies() {
+        w.add_scalar(&format!("final/{k}"), v, outcome.steps as i64)?;
+    }
+    Ok(TrialResult {
+        trial: trial.id(),
+        experiment: c.experiment.clone(),
+        method: c.method.clone(),
+        source: c.source.clone(),
+        target: c.target.clone(),
+        seed: c.seed,
+        sweep: trial.sweep.clone(),
         selection: outcome.selection,
         oracle: outcome.oracle,
         selected: outcome.selected,
@@ -173,8 +314,5 @@ pub fn run_trial(registry: &Registry, trial: &TrialConfig, opts: &RunOptions) ->
         seconds: outcome.seconds,
         device: outcome.device,
         dalab_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let json = serde_json::to_vec_pretty(&result).expect("results serialize");
-    write_atomic(&dir.join("result.json"), &json)?;
-    Ok((result, dir))
+    })
 }

@@ -8,6 +8,7 @@
 //! Unlike `tensorboard-rs`, file names are unique per writer (time, host, pid and a process-wide counter), files
 //! are created with `create_new` (never truncating another writer's file), and I/O errors are returned.
 
+pub mod hparams;
 pub mod proto;
 
 use prost::Message;
@@ -47,7 +48,7 @@ pub fn frame_record(data: &[u8], out: &mut Vec<u8>) {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn now() -> f64 {
+pub(crate) fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
@@ -160,10 +161,10 @@ impl EventWriter {
             plugin_data: Some(PluginData { plugin_name: plugin.into(), content }),
             ..Default::default()
         };
+        // TensorBoard's NULL_TENSOR: DT_FLOAT of shape [0]; the data is in the plugin content.
         let tensor = TensorProto {
             dtype: proto::DT_FLOAT,
-            tensor_shape: Some(TensorShapeProto { dim: vec![] }),
-            float_val: vec![0.0],
+            tensor_shape: Some(TensorShapeProto { dim: vec![proto::Dim { size: 0 }] }),
             ..Default::default()
         };
         self.write_summary(

@@ -1,0 +1,278 @@
+//! Running trials: each in its own process (`dalab __trial`), up to `jobs` at a time.
+//!
+//! A process per trial gives every trial its own libtorch generator (seeds stay exact when trials run in
+//! parallel), its own thread budget, and isolation: a crash or a kill ends one trial, not the sweep. The child
+//! asks the kernel to kill it when the runner dies (`PR_SET_PDEATHSIG`), so killing the runner leaves no orphan
+//! training behind; the interrupted trial has no `result.json` and is run again from scratch next time.
+
+use crate::store::{FailedRecord, TrialStatus, status, try_lock, write_atomic};
+use crate::trial::{ProgressSink, Trial, TrialEnv, TrialResult, run_trial};
+use crate::{Error, Result, io_err};
+use dalab_core::Registry;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+/// Exit code of a trial process that found the trial locked by another runner.
+pub const EXIT_BUSY: i32 = 75;
+
+/// How a trial ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Trained now.
+    Done(Box<TrialResult>),
+    /// Finished by an earlier run: skipped.
+    AlreadyDone(Box<TrialResult>),
+    /// Failed, with the reason (also in its `failed.json`).
+    Failed(String),
+    /// Another runner holds its lock.
+    Busy,
+}
+
+impl Outcome {
+    pub fn result(&self) -> Option<&TrialResult> {
+        match self {
+            Outcome::Done(r) | Outcome::AlreadyDone(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// What the runner reports while it works (the CLI draws progress bars or prints lines).
+pub trait Observer {
+    fn started(&mut self, index: usize, trial: &Trial);
+    fn progress(&mut self, index: usize, trial: &Trial, step: usize, total: usize);
+    fn finished(&mut self, index: usize, trial: &Trial, outcome: &Outcome);
+}
+
+/// How to run the trials of an experiment.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// The `dalab` executable (its `__trial` subcommand runs one trial).
+    pub exe: PathBuf,
+    pub runs_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// Trials run at the same time.
+    pub jobs: usize,
+    /// libtorch threads per trial.
+    pub threads: usize,
+    /// Device per job slot (e.g. `cuda:0`, `cuda:1`); empty = each trial's configured device.
+    pub devices: Vec<String>,
+}
+
+struct Running {
+    index: usize,
+    slot: usize,
+    child: Child,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+enum Msg {
+    Progress(usize, usize, usize),
+    Eof(usize),
+}
+
+/// Runs every trial that is not finished yet; returns one outcome per trial, in order.
+pub fn run_all(plan: &RunPlan, trials: &[Trial], obs: &mut dyn Observer) -> Result<Vec<Outcome>> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; trials.len()];
+    let mut queue = std::collections::VecDeque::new();
+    for (i, t) in trials.iter().enumerate() {
+        match status(&t.dir(&plan.runs_dir)) {
+            TrialStatus::Done(r) => {
+                let o = Outcome::AlreadyDone(r);
+                obs.finished(i, t, &o);
+                outcomes[i] = Some(o);
+            }
+            _ => queue.push_back(i),
+        }
+    }
+    let jobs = plan.jobs.max(1);
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let mut running: Vec<Running> = Vec::new();
+    let mut free_slots: Vec<usize> = (0..jobs).rev().collect();
+    while !queue.is_empty() || !running.is_empty() {
+        while running.len() < jobs {
+            let Some(i) = queue.pop_front() else { break };
+            let slot = free_slots.pop().expect("a slot is free when fewer than `jobs` run");
+            obs.started(i, &trials[i]);
+            match spawn(plan, &trials[i], slot, i, tx.clone()) {
+                Ok((child, stderr)) => running.push(Running { index: i, slot, child, stderr }),
+                Err(e) => {
+                    free_slots.push(slot);
+                    let o = Outcome::Failed(e.to_string());
+                    obs.finished(i, &trials[i], &o);
+                    outcomes[i] = Some(o);
+                }
+            }
+        }
+        if running.is_empty() {
+            continue;
+        }
+        match rx.recv().map_err(|_| Error::Other("internal: trial channel closed".into()))? {
+            Msg::Progress(i, step, total) => obs.progress(i, &trials[i], step, total),
+            Msg::Eof(i) => {
+                let pos = running.iter().position(|r| r.index == i).expect("a running trial ends once");
+                let mut r = running.swap_remove(pos);
+                let exit = r.child.wait().map_err(|e| Error::Other(format!("waiting for trial process: {e}")))?;
+                let stderr = r.stderr.join().unwrap_or_default();
+                free_slots.push(r.slot);
+                let o = outcome_of(plan, &trials[i], exit, &stderr)?;
+                obs.finished(i, &trials[i], &o);
+                outcomes[i] = Some(o);
+            }
+        }
+    }
+    Ok(outcomes.into_iter().map(|o| o.expect("every trial has an outcome")).collect())
+}
+
+fn spawn(
+    plan: &RunPlan,
+    trial: &Trial,
+    slot: usize,
+    index: usize,
+    tx: mpsc::Sender<Msg>,
+) -> Result<(Child, std::thread::JoinHandle<String>)> {
+    let mut cmd = Command::new(&plan.exe);
+    cmd.arg("__trial")
+        .arg("--runs-dir")
+        .arg(&plan.runs_dir)
+        .arg("--data-dir")
+        .arg(&plan.data_dir)
+        .arg("--threads")
+        .arg(plan.threads.to_string())
+        .arg("--parent-pid")
+        .arg(std::process::id().to_string());
+    if let Some(d) = plan.devices.get(slot) {
+        cmd.arg("--device").arg(d);
+    }
+    // libtorch/OpenMP read these at start; the child also sets its intra-op threads explicitly.
+    cmd.env("OMP_NUM_THREADS", plan.threads.to_string()).env("MKL_NUM_THREADS", plan.threads.to_string());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| Error::Other(format!("cannot start {}: {e}", plan.exe.display())))?;
+    let json = serde_json::to_vec(trial).expect("trials serialize");
+    let mut stdin = child.stdin.take().expect("piped");
+    // A child that died at once closes the pipe; its exit status tells why.
+    let _ = stdin.write_all(&json);
+    drop(stdin);
+    let stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+            let mut it = line.split_whitespace();
+            if let (Some("progress"), Some(s), Some(t)) = (it.next(), it.next(), it.next())
+                && let (Ok(s), Ok(t)) = (s.parse(), t.parse())
+            {
+                let _ = tx.send(Msg::Progress(index, s, t));
+            }
+        }
+        let _ = tx.send(Msg::Eof(index));
+    });
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    Ok((child, err_reader))
+}
+
+fn outcome_of(plan: &RunPlan, trial: &Trial, exit: std::process::ExitStatus, stderr: &str) -> Result<Outcome> {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = trial.dir(&plan.runs_dir);
+    if exit.code() == Some(EXIT_BUSY) {
+        return Ok(Outcome::Busy);
+    }
+    match status(&dir) {
+        TrialStatus::Done(r) if exit.success() => Ok(Outcome::Done(r)),
+        TrialStatus::Failed(reason) if exit.code() == Some(1) => Ok(Outcome::Failed(reason)),
+        _ => {
+            // The process died without recording why (a signal, a crash): record it for it.
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let reason = match exit.signal() {
+                Some(sig) => format!("the trial process was killed by signal {sig}{}", suffix(last)),
+                None => format!("the trial process exited with {exit}{}", suffix(last)),
+            };
+            if dir.is_dir() {
+                let rec = FailedRecord { trial: trial.id(), reason: reason.clone() };
+                write_atomic(&dir.join("failed.json"), &serde_json::to_vec_pretty(&rec).expect("serializes"))?;
+            }
+            Ok(Outcome::Failed(reason))
+        }
+    }
+}
+
+fn suffix(last: &str) -> String {
+    if last.is_empty() { String::new() } else { format!(": {last}") }
+}
+
+/// In a trial process: asks the kernel to SIGKILL this process when the runner `parent_pid` dies. Returns false
+/// when the runner is already gone (the caller should exit).
+pub fn die_with_parent(parent_pid: u32) -> bool {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid have no memory-safety preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::getppid() as u32 == parent_pid
+    }
+}
+
+/// What a trial process did.
+#[derive(Debug)]
+pub enum ChildOutcome {
+    Done(Box<TrialResult>),
+    /// Another process holds the trial's lock.
+    Busy,
+}
+
+/// The body of a trial process: lock the trial, skip it if another runner finished it meanwhile, else run it.
+pub fn run_child(
+    registry: &Registry,
+    trial: &Trial,
+    env: &TrialEnv,
+    progress: &mut dyn ProgressSink,
+) -> Result<ChildOutcome> {
+    let exp_dir = env.runs_dir.join(&trial.config.experiment);
+    std::fs::create_dir_all(&exp_dir).map_err(io_err(&exp_dir))?;
+    let Some(_lock) = try_lock(&exp_dir, &trial.id())? else {
+        return Ok(ChildOutcome::Busy);
+    };
+    if let TrialStatus::Done(r) = status(&trial.dir(&env.runs_dir)) {
+        return Ok(ChildOutcome::Done(r));
+    }
+    if env.threads > 0 {
+        tch::set_num_threads(env.threads as i32);
+    }
+    run_trial(registry, trial, env, progress).map(|r| ChildOutcome::Done(Box::new(r)))
+}
+
+/// Writes the HParams experiment summary in the experiment folder (TensorBoard's log dir): the hyperparameters
+/// (method, task, seed and every swept key, with the values they take) and the metrics (`final/*` scalars of
+/// each trial). Replaces the summary of an earlier run of the experiment.
+pub fn write_experiment_summary(exp: &crate::Experiment, trials: &[Trial], runs_dir: &std::path::Path) -> Result<()> {
+    use dalab_tensorboard::hparams::{HValue, write_experiment};
+    let dir = runs_dir.join(&exp.name);
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    for e in std::fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+        let p = e.path();
+        if p.is_file() && e.file_name().to_string_lossy().starts_with("events.out.tfevents.") {
+            std::fs::remove_file(&p).map_err(io_err(&p))?;
+        }
+    }
+    let mut hp: Vec<(String, Vec<HValue>)> = Vec::new();
+    for t in trials {
+        for (k, v) in crate::trial::trial_hparams(t) {
+            match hp.iter_mut().find(|(name, _)| *name == k) {
+                Some((_, vals)) => {
+                    if !vals.contains(&v) {
+                        vals.push(v);
+                    }
+                }
+                None => hp.push((k, vec![v])),
+            }
+        }
+    }
+    let mut w = dalab_tensorboard::EventWriter::create(&dir)?;
+    let metrics = ["final/target", "final/target_test", "final/source", "final/source_val"];
+    write_experiment(&mut w, &exp.name, &exp.base().description, &hp, &metrics)?;
+    w.flush()?;
+    Ok(())
+}

@@ -1,0 +1,430 @@
+//! `dalab report`: result tables (Markdown and CSV) and accuracy curves (PNG) from an experiment's folder.
+//!
+//! Rows are methods × swept values, columns are tasks plus their average, cells are the mean ± sample standard
+//! deviation over seeds of the target accuracy of the selected model (the separate target test set where the
+//! dataset has one). The caption says how many seeds and which selection rule; a target-label oracle is
+//! marked in the caption and in every row it touches.
+
+use crate::store::{TrialStatus, status};
+use crate::trial::{TrialResult, label};
+use crate::{Error, Result, io_err};
+use dalab_train::EvalRecord;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Paper numbers to show next to ours (`--reference FILE`):
+///
+/// ```yaml
+/// caption: DANN paper (Ganin et al., JMLR 2016), Table 1a
+/// rows:
+///   - name: DANN (paper)
+///     compare_to: dann          # a row of our table: adds a row of differences (ours − paper)
+///     values: {books→kitchen: 77.9}
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    #[serde(default)]
+    pub caption: String,
+    pub rows: Vec<ReferenceRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceRow {
+    pub name: String,
+    #[serde(default)]
+    pub compare_to: Option<String>,
+    /// Task → accuracy in percent.
+    pub values: BTreeMap<String, f64>,
+}
+
+/// Reads a reference file; errors name the file, line and key.
+pub fn load_reference(path: &Path) -> Result<Reference> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let r: std::result::Result<Reference, serde_saphyr::Error> = serde_saphyr::from_str(&text);
+    r.map_err(|e| {
+        let msg = e.without_snippet().to_string();
+        let first = msg.lines().next().unwrap_or("invalid YAML");
+        match e.location() {
+            Some(l) => Error::Config(format!("{}:{}:{}: {first}", path.display(), l.line(), l.column())),
+            None => Error::Config(format!("{}: {first}", path.display())),
+        }
+    })
+}
+
+/// One cell: accuracies (in [0, 1]) over seeds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cell {
+    pub values: Vec<f64>,
+}
+
+impl Cell {
+    pub fn mean(&self) -> f64 {
+        self.values.iter().sum::<f64>() / self.values.len() as f64
+    }
+
+    /// Sample standard deviation (n − 1); 0 for one value.
+    pub fn std(&self) -> f64 {
+        let n = self.values.len();
+        if n < 2 {
+            return 0.0;
+        }
+        let m = self.mean();
+        (self.values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    }
+}
+
+/// The aggregated results of an experiment folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub experiment: String,
+    /// Row labels in order.
+    pub rows: Vec<String>,
+    /// Task labels in order.
+    pub tasks: Vec<String>,
+    /// (row, task) → cell.
+    pub cells: BTreeMap<(String, String), Cell>,
+    /// Selection rules seen (normally one).
+    pub selections: Vec<String>,
+    pub oracle: bool,
+    /// True when the cells are target *test* accuracies.
+    pub test_split: bool,
+    pub failed: usize,
+    /// Trial folders of finished trials, by row and task (for curves).
+    pub trial_dirs: BTreeMap<(String, String), Vec<PathBuf>>,
+}
+
+/// Reads the finished trials of an experiment folder (only those in `only`, when given: the trials of the
+/// current experiment file, leaving out folders of earlier versions of it). `row_order` / `task_order` fix the
+/// order; anything else comes after, sorted.
+pub fn collect(
+    exp_dir: &Path,
+    only: Option<&std::collections::HashSet<String>>,
+    row_order: &[String],
+    task_order: &[String],
+) -> Result<Table> {
+    let entries = std::fs::read_dir(exp_dir).map_err(io_err(exp_dir))?;
+    let mut results: Vec<(TrialResult, PathBuf)> = Vec::new();
+    let mut failed = 0;
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    for d in dirs {
+        let Some(name) = d.file_name().and_then(|n| n.to_str()) else { continue };
+        if name.starts_with('.') || name == "plots" || only.is_some_and(|o| !o.contains(name)) {
+            continue;
+        }
+        match status(&d) {
+            TrialStatus::Done(r) => results.push((*r, d)),
+            TrialStatus::Failed(_) => failed += 1,
+            TrialStatus::Pending => {}
+        }
+    }
+    if results.is_empty() {
+        return Err(Error::Other(format!(
+            "{}: no finished trial (no */result.json); run the experiment first",
+            exp_dir.display()
+        )));
+    }
+    let experiment = results[0].0.experiment.clone();
+    let test_split = results.iter().all(|(r, _)| r.selected.target_test.is_some());
+    let mut rows: Vec<String> = Vec::new();
+    let mut tasks: Vec<String> = Vec::new();
+    let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
+    let mut trial_dirs: BTreeMap<(String, String), Vec<PathBuf>> = BTreeMap::new();
+    let mut selections: Vec<String> = Vec::new();
+    let mut oracle = false;
+    for (r, d) in &results {
+        let row = label(&r.method, &r.sweep);
+        let task = r.task();
+        if !rows.contains(&row) {
+            rows.push(row.clone());
+        }
+        if !tasks.contains(&task) {
+            tasks.push(task.clone());
+        }
+        let acc = if test_split { r.selected.target_test.unwrap_or(r.selected.target) } else { r.selected.target };
+        cells.entry((row.clone(), task.clone())).or_default().values.push(acc);
+        trial_dirs.entry((row, task)).or_default().push(d.clone());
+        let sel = r.selection.label().to_string();
+        if !selections.contains(&sel) {
+            selections.push(sel);
+        }
+        oracle |= r.oracle;
+    }
+    order_by(&mut rows, row_order);
+    order_by(&mut tasks, task_order);
+    Ok(Table { experiment, rows, tasks, cells, selections, oracle, test_split, failed, trial_dirs })
+}
+
+/// Sorts `v`: items of `order` first in that order, the rest alphabetically.
+fn order_by(v: &mut [String], order: &[String]) {
+    v.sort_by_key(|x| (order.iter().position(|o| o == x).unwrap_or(usize::MAX), x.clone()));
+}
+
+impl Table {
+    /// Mean of the task means of a row, when the row has every task.
+    pub fn average(&self, row: &str) -> Option<f64> {
+        let means: Option<Vec<f64>> =
+            self.tasks.iter().map(|t| self.cells.get(&(row.to_string(), t.clone())).map(Cell::mean)).collect();
+        means.filter(|m| !m.is_empty()).map(|m| m.iter().sum::<f64>() / m.len() as f64)
+    }
+
+    fn seeds_note(&self) -> String {
+        let mut ns: Vec<usize> = self.cells.values().map(|c| c.values.len()).collect();
+        ns.sort();
+        ns.dedup();
+        match ns.as_slice() {
+            [n] => format!("{n} seed{}", if *n == 1 { "" } else { "s" }),
+            _ => format!("{}–{} seeds per cell", ns[0], ns[ns.len() - 1]),
+        }
+    }
+
+    /// The caption: what the numbers are.
+    pub fn caption(&self) -> String {
+        let what = if self.test_split { "target test accuracy" } else { "target accuracy" };
+        let mut c = format!(
+            "{}: {what} (%), mean ± std over {}; model selection: {}.",
+            self.experiment,
+            self.seeds_note(),
+            self.selections.join(", ")
+        );
+        if self.oracle {
+            c.push_str(" ORACLE: models were selected with target labels; not an unsupervised DA result.");
+        }
+        if self.failed > 0 {
+            c.push_str(&format!(" {} failed trial(s) are not included.", self.failed));
+        }
+        c
+    }
+
+    fn cell_text(&self, row: &str, task: &str) -> String {
+        match self.cells.get(&(row.to_string(), task.to_string())) {
+            None => "–".into(),
+            Some(c) if c.values.len() == 1 => format!("{:.1}", 100.0 * c.mean()),
+            Some(c) => format!("{:.1} ± {:.1}", 100.0 * c.mean(), 100.0 * c.std()),
+        }
+    }
+
+    /// The Markdown table with its caption, plus reference rows and differences when given.
+    pub fn markdown(&self, reference: Option<&Reference>) -> String {
+        let mut s = format!("**{}**\n\n", self.caption());
+        s.push_str(&format!("| method | {} | avg |\n", self.tasks.join(" | ")));
+        s.push_str(&format!("|---|{}---|\n", "---|".repeat(self.tasks.len())));
+        for row in &self.rows {
+            let cells: Vec<String> = self.tasks.iter().map(|t| self.cell_text(row, t)).collect();
+            let avg = self.average(row).map(|a| format!("{:.1}", 100.0 * a)).unwrap_or_else(|| "–".into());
+            s.push_str(&format!("| {row} | {} | {avg} |\n", cells.join(" | ")));
+        }
+        if let Some(r) = reference {
+            for rr in &r.rows {
+                let vals: Vec<String> = self
+                    .tasks
+                    .iter()
+                    .map(|t| rr.values.get(t).map(|v| format!("{v:.1}")).unwrap_or("–".into()))
+                    .collect();
+                let avg = ref_average(rr, &self.tasks).map(|a| format!("{a:.1}")).unwrap_or("–".into());
+                s.push_str(&format!("| *{}* | {} | {avg} |\n", rr.name, vals.join(" | ")));
+                if let Some(ours) = rr.compare_to.as_deref().filter(|o| self.rows.iter().any(|r| r == o)) {
+                    let diffs: Vec<String> = self
+                        .tasks
+                        .iter()
+                        .map(|t| match (self.cells.get(&(ours.to_string(), t.clone())), rr.values.get(t)) {
+                            (Some(c), Some(p)) => format!("{:+.1}", 100.0 * c.mean() - p),
+                            _ => "–".into(),
+                        })
+                        .collect();
+                    let avg = match (self.average(ours), ref_average(rr, &self.tasks)) {
+                        (Some(a), Some(p)) => format!("{:+.1}", 100.0 * a - p),
+                        _ => "–".into(),
+                    };
+                    s.push_str(&format!("| Δ {ours} − {} | {} | {avg} |\n", rr.name, diffs.join(" | ")));
+                }
+            }
+            if !r.caption.is_empty() {
+                s.push_str(&format!("\nReference rows (*italic*): {}.\n", r.caption));
+            }
+        }
+        s
+    }
+
+    /// The same table as CSV: `row,<task> mean,<task> std,<task> n,...,avg` (accuracies in %).
+    pub fn csv(&self, reference: Option<&Reference>) -> String {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let mut head = vec!["row".to_string()];
+        for t in &self.tasks {
+            head.extend([q(&format!("{t} mean")), q(&format!("{t} std")), q(&format!("{t} n"))]);
+        }
+        head.push("avg".into());
+        let mut s = head.join(",") + "\n";
+        for row in &self.rows {
+            let mut f = vec![q(row)];
+            for t in &self.tasks {
+                match self.cells.get(&(row.clone(), t.clone())) {
+                    Some(c) => f.extend([
+                        format!("{:.4}", 100.0 * c.mean()),
+                        format!("{:.4}", 100.0 * c.std()),
+                        c.values.len().to_string(),
+                    ]),
+                    None => f.extend([String::new(), String::new(), "0".into()]),
+                }
+            }
+            f.push(self.average(row).map(|a| format!("{:.4}", 100.0 * a)).unwrap_or_default());
+            s.push_str(&(f.join(",") + "\n"));
+        }
+        for rr in reference.map(|r| r.rows.as_slice()).unwrap_or_default() {
+            let mut f = vec![q(&rr.name)];
+            for t in &self.tasks {
+                f.extend([
+                    rr.values.get(t).map(|v| format!("{v:.4}")).unwrap_or_default(),
+                    String::new(),
+                    String::new(),
+                ]);
+            }
+            f.push(ref_average(rr, &self.tasks).map(|a| format!("{a:.4}")).unwrap_or_default());
+            s.push_str(&(f.join(",") + "\n"));
+        }
+        s
+    }
+}
+
+fn ref_average(rr: &ReferenceRow, tasks: &[String]) -> Option<f64> {
+    let v: Option<Vec<f64>> = tasks.iter().map(|t| rr.values.get(t).copied()).collect();
+    v.filter(|v| !v.is_empty()).map(|v| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Mean and std over seeds of target accuracy at each evaluation step: `(step, mean, std)` in percent.
+pub fn curve(trial_dirs: &[PathBuf], test_split: bool) -> Result<Vec<(usize, f64, f64)>> {
+    let mut by_step: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for d in trial_dirs {
+        let p = d.join("metrics.jsonl");
+        let text = std::fs::read_to_string(&p).map_err(io_err(&p))?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let r: EvalRecord =
+                serde_json::from_str(line).map_err(|e| Error::Other(format!("{}:{}: {e}", p.display(), i + 1)))?;
+            let acc = if test_split { r.target_test.unwrap_or(r.target) } else { r.target };
+            by_step.entry(r.step).or_default().push(100.0 * acc);
+        }
+    }
+    Ok(by_step
+        .into_iter()
+        .map(|(s, v)| {
+            let c = Cell { values: v };
+            (s, c.mean(), c.std())
+        })
+        .collect())
+}
+
+fn find_font() -> Option<Vec<u8>> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("DALAB_FONT").map(PathBuf::from).into_iter().collect();
+    for p in [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
+    ] {
+        candidates.push(PathBuf::from(p));
+    }
+    candidates.into_iter().find_map(|p| std::fs::read(p).ok())
+}
+
+fn register_font() -> Result<()> {
+    use std::sync::OnceLock;
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let bytes = find_font().ok_or_else(|| {
+            "no TrueType font for plot labels (install Debian's fonts-dejavu-core, or set DALAB_FONT to a .ttf)"
+                .to_string()
+        })?;
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, bytes)
+            .map_err(|_| "the font file could not be parsed".to_string())
+    })
+    .clone()
+    .map_err(Error::Other)
+}
+
+/// Draws one PNG per task: target accuracy vs iteration, a line per row (mean over seeds) and a band (± std).
+/// Returns the files written.
+pub fn plot_curves(table: &Table, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    use plotters::prelude::*;
+    register_font()?;
+    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    let mut written = Vec::new();
+    for task in &table.tasks {
+        let mut series = Vec::new();
+        for row in &table.rows {
+            if let Some(dirs) = table.trial_dirs.get(&(row.clone(), task.clone())) {
+                series.push((row.clone(), curve(dirs, table.test_split)?));
+            }
+        }
+        let max_step = series.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)).max().unwrap_or(1).max(1) as f64;
+        let file: String = task
+            .replace('→', "_to_")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
+        let path = out_dir.join(format!("{file}.png"));
+        let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+            let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(format!("{} — {task}", table.experiment), ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(42)
+                .y_label_area_size(56)
+                .build_cartesian_2d(0f64..max_step, 0f64..100f64)?;
+            chart
+                .configure_mesh()
+                .x_desc("iteration")
+                .y_desc("target accuracy (%)")
+                .x_label_formatter(&|v| format!("{v:.0}"))
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .draw()?;
+            for (i, (label, c)) in series.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                let mut band: Vec<(f64, f64)> = c.iter().map(|&(s, m, sd)| (s as f64, (m + sd).min(100.0))).collect();
+                band.extend(c.iter().rev().map(|&(s, m, sd)| (s as f64, (m - sd).max(0.0))));
+                chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18).filled())))?;
+                chart
+                    .draw_series(LineSeries::new(c.iter().map(|&(s, m, _)| (s as f64, m)), color.stroke_width(2)))?
+                    .label(label.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(|e| Error::Other(format!("{}: cannot draw the plot: {e}", path.display())))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_statistics_match_hand_values() {
+        // mean(0.7, 0.8, 0.9) = 0.8; sample std = sqrt((0.01+0+0.01)/2) = 0.1.
+        let c = Cell { values: vec![0.7, 0.8, 0.9] };
+        assert!((c.mean() - 0.8).abs() < 1e-15);
+        assert!((c.std() - 0.1).abs() < 1e-15);
+        assert_eq!(Cell { values: vec![0.5] }.std(), 0.0);
+    }
+
+    #[test]
+    fn order_puts_known_items_first() {
+        let mut v = vec!["c".to_string(), "a".into(), "b".into()];
+        order_by(&mut v, &["b".to_string()]);
+        assert_eq!(v, vec!["b", "a", "c"]);
+    }
+}

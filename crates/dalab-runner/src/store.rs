@@ -1,0 +1,126 @@
+//! The trial store on disk: atomic writes, a trial's status, and the per-trial lock.
+//!
+//! ```text
+//! <runs dir>/<experiment>/
+//!   .locks/<trial id>.lock        flock'ed by the process running the trial (released when it dies)
+//!   <trial id>/config.yaml        the resolved trial config (atomic)
+//!   <trial id>/metrics.jsonl      one line per evaluation
+//!   <trial id>/events.out.tfevents.*
+//!   <trial id>/result.json        written last, atomically: its presence means "done"
+//!   <trial id>/failed.json        or this, with the reason (the trial is retried on the next run)
+//! ```
+
+use crate::trial::TrialResult;
+use crate::{Result, io_err};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// `failed.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedRecord {
+    pub trial: String,
+    pub reason: String,
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename, fsync the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(parent) = path.parent() {
+        // Make the rename durable; a failure here loses nothing already written.
+        let _ = File::open(parent).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// Where a trial stands on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrialStatus {
+    /// `result.json` exists and parses.
+    Done(Box<TrialResult>),
+    /// `failed.json` exists: the reason.
+    Failed(String),
+    /// The folder exists without a result (an interrupted run), or does not exist.
+    Pending,
+}
+
+/// Reads a trial folder's status. A `result.json` that does not parse counts as pending (it is rerun).
+pub fn status(dir: &Path) -> TrialStatus {
+    if let Ok(bytes) = std::fs::read(dir.join("result.json"))
+        && let Ok(r) = serde_json::from_slice::<TrialResult>(&bytes)
+    {
+        return TrialStatus::Done(Box::new(r));
+    }
+    if let Ok(bytes) = std::fs::read(dir.join("failed.json"))
+        && let Ok(f) = serde_json::from_slice::<FailedRecord>(&bytes)
+    {
+        return TrialStatus::Failed(f.reason);
+    }
+    TrialStatus::Pending
+}
+
+/// An exclusive lock on a trial, held while the file stays open (and released by the OS when the process dies).
+#[derive(Debug)]
+pub struct TrialLock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+/// Tries to lock trial `id` of the experiment folder; `Ok(None)` when another process holds it.
+pub fn try_lock(exp_dir: &Path, id: &str) -> Result<Option<TrialLock>> {
+    let dir = exp_dir.join(".locks");
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let path = dir.join(format!("{id}.lock"));
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+    // SAFETY: flock on a valid, open file descriptor.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(Some(TrialLock { _file: file, path }));
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(None) } else { Err(io_err(&path)(err)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_is_exclusive_and_released_on_drop() {
+        let tmp = std::env::temp_dir().join(format!("dalab-lock-{}", std::process::id()));
+        let a = try_lock(&tmp, "t1").unwrap();
+        assert!(a.is_some());
+        // flock locks belong to the open file description: a second open in the same process conflicts too.
+        assert!(try_lock(&tmp, "t1").unwrap().is_none());
+        assert!(try_lock(&tmp, "t2").unwrap().is_some());
+        drop(a);
+        assert!(try_lock(&tmp, "t1").unwrap().is_some());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn atomic_write_and_status() {
+        let tmp = std::env::temp_dir().join(format!("dalab-store-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        assert_eq!(status(&tmp), TrialStatus::Pending);
+        write_atomic(&tmp.join("result.json"), b"{ not json").unwrap();
+        assert_eq!(status(&tmp), TrialStatus::Pending, "a corrupt result is rerun");
+        let rec = FailedRecord { trial: "x".into(), reason: "NaN loss at step 3".into() };
+        write_atomic(&tmp.join("failed.json"), &serde_json::to_vec(&rec).unwrap()).unwrap();
+        assert_eq!(status(&tmp), TrialStatus::Failed("NaN loss at step 3".into()));
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}
