@@ -1,3 +1,5 @@
+mod cmd_data;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use dalab_cli::registry;
@@ -12,7 +14,7 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "dalab", version, about)]
 struct Cli {
-    /// Data directory (default: $DALAB_DATA_DIR, else ./data).
+    /// Data directory (default: $DALAB_DATA_DIR, else ./data). Missing files: `dalab data fetch NAME`.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -59,6 +61,11 @@ enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Dataset files: list what is known and present, verify checksums, fetch from the origin.
+    #[command(subcommand)]
+    Data(cmd_data::DataCmd),
+    /// Classical baselines that pin a dataset's preprocessing (e.g. `dalab baseline 1nn`).
+    Baseline(cmd_data::BaselineArgs),
     /// List the registered methods.
     Methods,
     /// Print a method's options with their defaults (paste under `methods:` in an experiment).
@@ -80,11 +87,6 @@ enum Cmd {
     },
 }
 
-fn data_dir(flag: Option<&Path>) -> PathBuf {
-    flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("DALAB_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("data"))
-}
 
 /// Exit codes: 0 success, 1 a trial failed or a runtime error, 2 a bad command line or experiment file.
 enum Failure {
@@ -118,8 +120,10 @@ fn runtime<E: Into<anyhow::Error>>(e: E) -> Failure {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let data = data_dir(cli.data_dir.as_deref());
+    let data = dalab_data::data_dir(cli.data_dir.as_deref());
     match cli.cmd {
+        Cmd::Data(c) => cmd_data::run_data(&c, cli.data_dir.as_deref()).map_err(runtime),
+        Cmd::Baseline(a) => cmd_data::run_baseline(&a, cli.data_dir.as_deref()).map_err(runtime),
         Cmd::Methods => {
             for e in registry().entries() {
                 println!("{:<14} {}", e.name, e.summary);

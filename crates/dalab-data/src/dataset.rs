@@ -1,12 +1,48 @@
+//! Datasets by name: the `dataset:` section of an experiment YAML.
+//!
+//! | `name` | domains (as written in `tasks:`) | options |
+//! |---|---|---|
+//! | `moons` | `moons`, `moons-rotated` | [`MoonsConfig`] |
+//! | `office-caltech10-surf` | `A`, `C`, `D`, `W` | [`OfficeCaltechSurfConfig`] |
+//! | `amazon-reviews` | `books`, `dvd`, `electronics`, `kitchen` | [`AmazonConfig`] |
+//! | `digits` | `mnist`, `usps`, `mnist-m` | [`DigitsConfig`] |
+//! | `jda-digits` | `mnist`, `usps` | [`JdaDigitsConfig`] |
+//! | `feature-files` | declared in YAML | [`FeatureFilesConfig`] |
+//! | `image-folders` | declared in YAML | [`ImageFoldersConfig`] |
+
+use crate::amazon::AmazonConfig;
+use crate::digits::{DigitsConfig, JdaDigitsConfig};
+use crate::features::FeatureFilesConfig;
+use crate::image_dataset::ImageFoldersConfig;
 use crate::moons::MoonsConfig;
+use crate::office_caltech::OfficeCaltechSurfConfig;
 use crate::{Error, Result, TaskData};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The `dataset:` section of an experiment: `name` picks the dataset, the other keys are its options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum DatasetConfig {
+    /// The inter-twinning moons of the DANN paper, generated in code (no file needed).
     Moons(MoonsConfig),
+    /// Office-Caltech10, SURF features (GFK release); protocols `full` and CORAL `standard`.
+    #[serde(rename = "office-caltech10-surf")]
+    OfficeCaltechSurf(OfficeCaltechSurfConfig),
+    /// Amazon reviews, 5000-d counts (DANN files).
+    #[serde(rename = "amazon-reviews")]
+    AmazonReviews(AmazonConfig),
+    /// MNIST / USPS / MNIST-M images; protocols `full` and `adda`.
+    Digits(DigitsConfig),
+    /// The JDA 16×16 MNIST (2000) / USPS (1800) subsets.
+    #[serde(rename = "jda-digits")]
+    JdaDigits(JdaDigitsConfig),
+    /// The user's own feature files, one per domain.
+    #[serde(rename = "feature-files")]
+    FeatureFiles(FeatureFilesConfig),
+    /// The user's own images: folders with one sub-folder per class, or image lists.
+    #[serde(rename = "image-folders")]
+    ImageFolders(ImageFoldersConfig),
 }
 
 impl Default for DatasetConfig {
@@ -16,25 +52,158 @@ impl Default for DatasetConfig {
 }
 
 impl DatasetConfig {
+    /// The dataset's name as written in YAML.
     pub fn name(&self) -> &'static str {
-        "moons"
+        match self {
+            DatasetConfig::Moons(_) => "moons",
+            DatasetConfig::OfficeCaltechSurf(_) => "office-caltech10-surf",
+            DatasetConfig::AmazonReviews(_) => "amazon-reviews",
+            DatasetConfig::Digits(_) => "digits",
+            DatasetConfig::JdaDigits(_) => "jda-digits",
+            DatasetConfig::FeatureFiles(_) => "feature-files",
+            DatasetConfig::ImageFolders(_) => "image-folders",
+        }
     }
+
+    /// Domain names, in their canonical order.
     pub fn domains(&self) -> Vec<String> {
-        vec!["moons".into(), "moons-rotated".into()]
+        match self {
+            DatasetConfig::Moons(_) => vec!["moons".into(), "moons-rotated".into()],
+            DatasetConfig::OfficeCaltechSurf(_) => OfficeCaltechSurfConfig::domain_names(),
+            DatasetConfig::AmazonReviews(_) => AmazonConfig::domain_names(),
+            DatasetConfig::Digits(_) => DigitsConfig::domain_names(),
+            DatasetConfig::JdaDigits(_) => JdaDigitsConfig::domain_names(),
+            DatasetConfig::FeatureFiles(c) => c.domain_names(),
+            DatasetConfig::ImageFolders(c) => c.domain_names(),
+        }
     }
+
+    /// The manifests (`dalab data fetch NAME`) whose files this dataset reads.
+    pub fn manifests(&self) -> Vec<&'static str> {
+        match self {
+            DatasetConfig::OfficeCaltechSurf(_) => vec![crate::office_caltech::MANIFEST],
+            DatasetConfig::AmazonReviews(_) => vec![crate::amazon::MANIFEST],
+            DatasetConfig::Digits(_) => vec!["mnist", "mnist-5k", "usps", "mnist-m"],
+            DatasetConfig::JdaDigits(_) => vec!["jda-digits"],
+            DatasetConfig::Moons(_) | DatasetConfig::FeatureFiles(_) | DatasetConfig::ImageFolders(_) => vec![],
+        }
+    }
+
+    /// Checks the options; the message starts with the key path below `dataset.`.
     pub fn validate(&self) -> std::result::Result<(), String> {
         match self {
             DatasetConfig::Moons(c) => c.validate(),
+            DatasetConfig::OfficeCaltechSurf(c) => c.validate(),
+            DatasetConfig::AmazonReviews(_) | DatasetConfig::JdaDigits(_) => Ok(()),
+            DatasetConfig::Digits(c) => c.validate(),
+            DatasetConfig::FeatureFiles(c) => c.validate(),
+            DatasetConfig::ImageFolders(c) => c.validate(),
         }
     }
-    pub fn load_task(&self, source: &str, target: &str, _data_dir: &Path) -> Result<TaskData> {
+
+    /// Checks that `source → target` is a task of this dataset without loading anything: two distinct domains
+    /// of it (and, for `moons`, the one task moons→moons-rotated). The message names the problem.
+    pub fn check_task(&self, source: &str, target: &str) -> std::result::Result<(), String> {
+        let domains = self.domains();
+        for d in [source, target] {
+            if !domains.iter().any(|k| k == d) {
+                return Err(format!(
+                    "dataset `{}` has no domain `{d}` (domains: {})",
+                    self.name(),
+                    domains.join(", ")
+                ));
+            }
+        }
+        if source == target {
+            return Err(format!("source and target are the same domain `{source}`"));
+        }
+        if matches!(self, DatasetConfig::Moons(_)) && (source, target) != ("moons", "moons-rotated") {
+            return Err(format!("dataset `moons` has one task, moons→moons-rotated, not {source}→{target}"));
+        }
+        Ok(())
+    }
+
+    /// Loads the data of task `source → target`, applying the dataset's protocol. `data_dir` is where
+    /// dataset files are looked up (relative paths of `feature-files`/`image-folders` too).
+    pub fn load_task(&self, source: &str, target: &str, data_dir: &Path) -> Result<TaskData> {
+        let domains = self.domains();
+        for d in [source, target] {
+            if !domains.iter().any(|k| k == d) {
+                return Err(Error::Invalid(format!(
+                    "dataset `{}` has no domain `{d}` (domains: {})",
+                    self.name(),
+                    domains.join(", ")
+                )));
+            }
+        }
+        if !matches!(self, DatasetConfig::Moons(_)) {
+            // (moons::task validates itself, naming `moons.<key>`.)
+            self.validate().map_err(|e| Error::Invalid(format!("dataset.{e}")))?;
+        }
         match self {
             DatasetConfig::Moons(c) => {
                 if (source, target) != ("moons", "moons-rotated") {
-                    return Err(Error::Invalid(format!("moons: no task {source}→{target}")));
+                    return Err(Error::Invalid(format!(
+                        "dataset `moons` has one task, moons→moons-rotated, not {source}→{target}"
+                    )));
                 }
                 crate::moons::task(c)
             }
+            DatasetConfig::OfficeCaltechSurf(c) => c.load_task(source, target, data_dir),
+            DatasetConfig::AmazonReviews(c) => c.load_task(source, target, data_dir),
+            DatasetConfig::Digits(c) => c.load_task(source, target, data_dir),
+            DatasetConfig::JdaDigits(c) => c.load_task(source, target, data_dir),
+            DatasetConfig::FeatureFiles(c) => c.load_task(source, target, data_dir),
+            DatasetConfig::ImageFolders(c) => c.load_task(source, target, data_dir),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_task_without_loading() {
+        let m = DatasetConfig::default();
+        assert!(m.check_task("moons", "moons-rotated").is_ok());
+        assert!(m.check_task("moons-rotated", "moons").unwrap_err().contains("one task"));
+        let o: DatasetConfig = serde_saphyr::from_str("name: office-caltech10-surf\n").unwrap();
+        assert!(o.check_task("A", "W").is_ok());
+        assert!(o.check_task("A", "A").unwrap_err().contains("same domain"));
+        assert!(o.check_task("A", "X").unwrap_err().contains("no domain `X`"));
+    }
+
+    #[test]
+    fn yaml_names_defaults_and_unknown_keys() {
+        let c: DatasetConfig =
+            serde_saphyr::from_str("name: office-caltech10-surf\nprotocol: standard\nsample_seed: 3\n").unwrap();
+        assert_eq!(c.name(), "office-caltech10-surf");
+        assert_eq!(c.domains(), vec!["A", "C", "D", "W"]);
+        match &c {
+            DatasetConfig::OfficeCaltechSurf(o) => {
+                assert_eq!(o.sample_seed, 3);
+                assert_eq!(o.normalize, crate::preprocess::FeatureNorm::SumZscore);
+            }
+            _ => panic!("wrong variant"),
+        }
+        for (y, name) in [
+            ("name: amazon-reviews\ntransform: log1p\n", "amazon-reviews"),
+            ("name: digits\nprotocol: adda\nsize: 28\n", "digits"),
+            ("name: jda-digits\n", "jda-digits"),
+            ("name: moons\n", "moons"),
+        ] {
+            let c: DatasetConfig = serde_saphyr::from_str(y).unwrap();
+            assert_eq!(c.name(), name);
+            // Round trip through YAML keeps the variant.
+            let back: DatasetConfig = serde_saphyr::from_str(&serde_saphyr::to_string(&c).unwrap()).unwrap();
+            assert_eq!(back, c);
+        }
+        assert!(serde_saphyr::from_str::<DatasetConfig>("name: digits\nsizes: 3\n").is_err());
+        assert!(serde_saphyr::from_str::<DatasetConfig>("name: amazon-reviews\ntransform: sqrt\n").is_err());
+        let c: DatasetConfig = serde_saphyr::from_str("name: digits\nchannels: 2\n").unwrap();
+        assert_eq!(c.validate().unwrap_err(), "channels: must be 1 or 3, got 2");
+        let e = c.load_task("mnist", "svhn", Path::new(".")).unwrap_err().to_string();
+        assert!(e.contains("no domain `svhn`") && e.contains("mnist, usps, mnist-m"), "{e}");
     }
 }

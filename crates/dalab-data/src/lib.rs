@@ -4,12 +4,24 @@
 //! tensors on the run's device. Target labels live in [`Domain::y`] so that the *evaluator* can score
 //! predictions, but the training loop only ever hands a method the target features.
 
+pub mod amazon;
 pub mod dataset;
+pub mod digits;
 pub mod error;
+pub mod features;
+pub mod fetch;
+pub mod formats;
+pub mod image_dataset;
+pub mod knn;
+pub mod manifest;
 pub mod moons;
+pub mod office_caltech;
+pub mod preprocess;
+pub mod sampling;
 
 pub use dataset::DatasetConfig;
 pub use error::{Error, Result};
+pub use manifest::data_dir;
 
 use ndarray::{ArrayD, Axis};
 
@@ -37,21 +49,14 @@ impl Domain {
         }
         let n = x.len_of(Axis(0));
         if n != y.len() {
-            return Err(Error::Invalid(format!(
-                "domain `{name}`: {n} feature rows but {} labels",
-                y.len()
-            )));
+            return Err(Error::Invalid(format!("domain `{name}`: {n} feature rows but {} labels", y.len())));
         }
         let k = class_names.len() as i64;
         if let Some((i, &bad)) = y.iter().enumerate().find(|&(_, &c)| c < 0 || c >= k) {
-            return Err(Error::Invalid(format!(
-                "domain `{name}`: label {bad} of sample {i} is outside 0..{k}"
-            )));
+            return Err(Error::Invalid(format!("domain `{name}`: label {bad} of sample {i} is outside 0..{k}")));
         }
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Invalid(format!(
-                "domain `{name}`: non-finite feature value at flat index {i}"
-            )));
+            return Err(Error::Invalid(format!("domain `{name}`: non-finite feature value at flat index {i}")));
         }
         Ok(Self { name, x, y, class_names })
     }

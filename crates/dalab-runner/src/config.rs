@@ -32,8 +32,8 @@ pub struct ExperimentConfig {
     pub description: String,
     #[serde(default)]
     pub dataset: DatasetConfig,
-    /// Adaptation tasks: a list of `source→target` (or `source->target`), or `all` (every ordered pair of
-    /// distinct domains of the dataset).
+    /// Adaptation tasks: a list of `source→target` (or `source->target`), or `all` (every task of the dataset:
+    /// each ordered pair of distinct domains; for moons, its one task).
     pub tasks: Tasks,
     /// Methods and their options: `dann: {trade_off: 1.0}`.
     pub methods: MethodSpecs,
@@ -118,7 +118,7 @@ impl ExperimentConfig {
                 let mut v = Vec::new();
                 for s in &d {
                     for t in &d {
-                        if s != t {
+                        if self.dataset.check_task(s, t).is_ok() {
                             v.push((s.clone(), t.clone()));
                         }
                     }
@@ -143,7 +143,6 @@ impl ExperimentConfig {
             ));
         }
         self.dataset.validate().map_err(|e| format!("dataset.{e}"))?;
-        let domains = self.dataset.domains();
         match &self.tasks {
             Tasks::All => {}
             Tasks::List(l) if l.is_empty() => return Err("tasks: must list at least one task `source→target`".into()),
@@ -152,18 +151,7 @@ impl ExperimentConfig {
                     let Some((s, d)) = split_task(t) else {
                         return Err(format!("tasks[{i}]: expected `source→target`, got {t:?}"));
                     };
-                    for dom in [s, d] {
-                        if !domains.iter().any(|k| k == dom) {
-                            return Err(format!(
-                                "tasks[{i}]: dataset `{}` has no domain `{dom}` (domains: {})",
-                                self.dataset.name(),
-                                domains.join(", ")
-                            ));
-                        }
-                    }
-                    if s == d {
-                        return Err(format!("tasks[{i}]: source and target are the same domain `{s}`"));
-                    }
+                    self.dataset.check_task(s, d).map_err(|e| format!("tasks[{i}]: {e}"))?;
                 }
             }
         }

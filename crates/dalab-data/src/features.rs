@@ -1,0 +1,314 @@
+//! Feature matrices from files, and the generic `feature-files` dataset declared entirely in YAML.
+//!
+//! ```yaml
+//! dataset:
+//!   name: feature-files
+//!   normalize: l2            # none | l2 | zscore | sum-zscore | sum (per domain)
+//!   label_offset: -1         # added to every label read (here: labels stored 1..K)
+//!   classes: [a, b, c]       # optional; default "0".."K-1" with K = 1 + the largest label
+//!   domains:
+//!     - name: amazon
+//!       path: my_feats/amazon.mat     # relative to the data directory, or absolute
+//!       features: fts                 # variable in a .mat/.npz (optional when there is one)
+//!       labels: labels                # variable in the same .mat/.npz
+//!     - name: webcam
+//!       path: my_feats/webcam_x.npy
+//!       labels_path: my_feats/webcam_y.npy
+//!     - name: dslr
+//!       path: my_feats/dslr.csv       # CSV: labels in a column, by default the last
+//!       label_column: -1
+//! ```
+
+use crate::preprocess::{FeatureNorm, flatten_rows, to_f32_dyn};
+use crate::{Domain, Error, Result, TaskData};
+use ndarray::{Array2, Axis};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Variable names taken as "the obvious one" when a .mat/.npz holds several and no key is given.
+const OBVIOUS_KEYS: [&str; 6] = ["X", "x", "fts", "features", "feats", "data"];
+
+/// Reads a numeric matrix from `.npy`, `.npz`, `.csv`/`.tsv`/`.txt` (optionally `.gz`), `.mat` or `.h5`.
+///
+/// `key` picks a variable in a `.mat`/`.npz`; with `None` the only numeric one is taken, or else the one
+/// named `X`, `x`, `fts`, `features`, `feats` or `data`; otherwise the error lists the available keys.
+/// For `.h5`/`.hdf5` the key is the dataset's path (`train/data`) and is required.
+/// 1-d arrays become one column; arrays with more than 2 dimensions are flattened to `[n, rest]`.
+pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Array2<f64>> {
+    let name = crate::formats::lower_name(path);
+    let base = name.strip_suffix(".gz").unwrap_or(&name);
+    if base.ends_with(".npy") {
+        if name.ends_with(".gz") {
+            let b = crate::formats::read_maybe_gz(path)?;
+            return crate::formats::npy::parse_npy(&b).map(flatten_rows).map_err(|m| Error::format(path, m));
+        }
+        return crate::formats::npy::read_npy(path).map(flatten_rows);
+    }
+    if base.ends_with(".npz") {
+        let z = crate::formats::npy::Npz::open(path)?;
+        let key = key.or_else(|| {
+            if z.arrays.len() == 1 {
+                return None;
+            }
+            let hits: Vec<&str> = OBVIOUS_KEYS.into_iter().filter(|k| z.arrays.iter().any(|(n, _)| n == k)).collect();
+            if hits.len() == 1 { Some(hits[0]) } else { None }
+        });
+        return z.get(key).map(|a| flatten_rows(a.clone()));
+    }
+    if base.ends_with(".mat") {
+        let m = crate::formats::mat::MatFile::open(path)?;
+        let key = key.or_else(|| {
+            let numeric = m.vars.iter().filter(|v| v.array().is_some()).count();
+            if numeric == 1 {
+                return None;
+            }
+            let hits: Vec<&str> = OBVIOUS_KEYS.into_iter().filter(|k| m.vars.iter().any(|v| v.name == *k)).collect();
+            if hits.len() == 1 { Some(hits[0]) } else { None }
+        });
+        return m.array(key).map(flatten_rows);
+    }
+    if base.ends_with(".h5") || base.ends_with(".hdf5") {
+        let key =
+            key.ok_or_else(|| Error::format(path, "an HDF5 file needs the dataset's path as key (e.g. `train/data`)"))?;
+        return crate::formats::hdf5::read_dataset(path, key).map(flatten_rows);
+    }
+    if base.ends_with(".csv") || base.ends_with(".tsv") || base.ends_with(".txt") || base.ends_with(".dat") {
+        return crate::formats::text::read(path, None, None);
+    }
+    Err(Error::format(path, "unknown matrix format (want .npy, .npz, .mat, .h5, .csv, .tsv, .txt, optionally .gz)"))
+}
+
+/// One domain of a `feature-files` dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureDomain {
+    /// Domain name, as written in `tasks:`.
+    pub name: String,
+    /// Features file (format by extension), relative to the data directory or absolute.
+    pub path: PathBuf,
+    /// Variable holding the features in a `.mat`/`.npz` (see [`read_matrix`] for the default).
+    #[serde(default)]
+    pub features: Option<String>,
+    /// Variable holding the labels in the same `.mat`/`.npz` (or in `labels_path`).
+    #[serde(default)]
+    pub labels: Option<String>,
+    /// A separate file holding the labels (one per sample).
+    #[serde(default)]
+    pub labels_path: Option<PathBuf>,
+    /// For tables (CSV, text, npy): the column holding the labels; negative counts from the end (-1 = last).
+    /// Default for CSV/text without `labels`/`labels_path`: -1.
+    #[serde(default)]
+    pub label_column: Option<i64>,
+    /// A separate labelled test file of the same layout, used as the target test set when this domain is
+    /// the target.
+    #[serde(default)]
+    pub test_path: Option<PathBuf>,
+}
+
+/// The `feature-files` dataset: the user's own feature files, one per domain, declared in YAML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureFilesConfig {
+    pub domains: Vec<FeatureDomain>,
+    /// Class names; default `"0"`..`"K-1"` with K = 1 + the largest label of the task's domains.
+    #[serde(default)]
+    pub classes: Option<Vec<String>>,
+    /// Added to every label read (e.g. -1 when labels are stored 1..K).
+    #[serde(default)]
+    pub label_offset: i64,
+    /// Normalisation applied to each domain (with its own statistics).
+    #[serde(default)]
+    pub normalize: FeatureNorm,
+}
+
+impl FeatureFilesConfig {
+    pub fn domain_names(&self) -> Vec<String> {
+        self.domains.iter().map(|d| d.name.clone()).collect()
+    }
+
+    /// Checks the declaration; errors name the key below `dataset.`.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.domains.is_empty() {
+            return Err("domains: at least one domain is needed".into());
+        }
+        for (i, d) in self.domains.iter().enumerate() {
+            if d.name.is_empty() {
+                return Err(format!("domains[{i}].name: must not be empty"));
+            }
+            if self.domains[..i].iter().any(|o| o.name == d.name) {
+                return Err(format!("domains[{i}].name: `{}` is declared twice", d.name));
+            }
+            if d.label_column.is_some() && (d.labels.is_some() || d.labels_path.is_some()) {
+                return Err(format!("domains[{i}].label_column: give either label_column or labels/labels_path"));
+            }
+        }
+        if let Some(c) = &self.classes
+            && c.is_empty()
+        {
+            return Err("classes: must not be empty when given".into());
+        }
+        Ok(())
+    }
+
+    /// Loads source, target and (when declared) the target's test file.
+    pub fn load_task(&self, source: &str, target: &str, data_dir: &Path) -> Result<TaskData> {
+        self.validate().map_err(|e| Error::Invalid(format!("dataset.{e}")))?;
+        let find = |n: &str| {
+            self.domains.iter().find(|d| d.name == n).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "dataset `feature-files` has no domain `{n}` (domains: {})",
+                    self.domain_names().join(", ")
+                ))
+            })
+        };
+        let (s, t) = (find(source)?, find(target)?);
+        let (xs, ys) = self.read_domain(s, &s.path, data_dir)?;
+        let (xt, yt) = self.read_domain(t, &t.path, data_dir)?;
+        let test = match &t.test_path {
+            Some(p) => Some(self.read_domain(t, p, data_dir)?),
+            None => None,
+        };
+        if xs.ncols() != xt.ncols() {
+            return Err(Error::Invalid(format!(
+                "domains `{source}` and `{target}` have {} and {} features",
+                xs.ncols(),
+                xt.ncols()
+            )));
+        }
+        let max = ys.iter().chain(&yt).chain(test.iter().flat_map(|t| &t.1)).copied().max().unwrap_or(0);
+        let classes = match &self.classes {
+            Some(c) => c.clone(),
+            None => (0..=max).map(|k| k.to_string()).collect(),
+        };
+        let src = Domain::new(source, to_f32_dyn(&xs), ys, classes.clone())?;
+        let tgt = Domain::new(target, to_f32_dyn(&xt), yt, classes.clone())?;
+        let test = test.map(|(x, y)| Domain::new(format!("{target}-test"), to_f32_dyn(&x), y, classes)).transpose()?;
+        TaskData::new(src, tgt, test)
+    }
+
+    /// Reads features and labels of one domain from `file` (its `path` or `test_path`).
+    fn read_domain(&self, d: &FeatureDomain, file: &Path, data_dir: &Path) -> Result<(Array2<f64>, Vec<i64>)> {
+        let file = data_dir.join(file);
+        let lname = crate::formats::lower_name(&file);
+        let base = lname.strip_suffix(".gz").unwrap_or(&lname);
+        let is_table =
+            !(base.ends_with(".mat") || base.ends_with(".npz") || base.ends_with(".h5") || base.ends_with(".hdf5"));
+        let (mut x, raw_labels, label_file) = if let Some(lp) = &d.labels_path {
+            let lp = data_dir.join(lp);
+            let x = read_matrix(&file, d.features.as_deref())?;
+            let y = read_matrix(&lp, d.labels.as_deref())?;
+            (x, y.into_iter().collect::<Vec<f64>>(), lp)
+        } else if let Some(key) = &d.labels {
+            let x = read_matrix(&file, d.features.as_deref())?;
+            let y = read_matrix(&file, Some(key))?;
+            (x, y.into_iter().collect(), file.clone())
+        } else if is_table || d.label_column.is_some() {
+            let t = read_matrix(&file, d.features.as_deref())?;
+            let w = t.ncols() as i64;
+            let c = d.label_column.unwrap_or(-1);
+            let c = if c < 0 { w + c } else { c };
+            if !(0..w).contains(&c) {
+                return Err(Error::format(&file, format!("label_column {c} is outside the {w} columns")));
+            }
+            let y: Vec<f64> = t.column(c as usize).to_vec();
+            let keep: Vec<usize> = (0..t.ncols()).filter(|&j| j != c as usize).collect();
+            (t.select(Axis(1), &keep), y, file.clone())
+        } else {
+            return Err(Error::Invalid(format!(
+                "dataset.domains `{}`: say which variable of {} holds the labels (`labels:`) or give `labels_path:`",
+                d.name,
+                file.display()
+            )));
+        };
+        if raw_labels.len() != x.nrows() {
+            return Err(Error::format(
+                &label_file,
+                format!("{} labels for {} samples in {}", raw_labels.len(), x.nrows(), file.display()),
+            ));
+        }
+        let mut y = Vec::with_capacity(raw_labels.len());
+        for (i, v) in raw_labels.iter().enumerate() {
+            let l = v.round() as i64 + self.label_offset;
+            if v.fract() != 0.0 || l < 0 {
+                return Err(Error::format(
+                    &label_file,
+                    format!("label {v} of sample {i} is not an integer >= 0 after label_offset {}", self.label_offset),
+                ));
+            }
+            y.push(l);
+        }
+        self.normalize.apply(&mut x);
+        Ok((x, y))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::{mat, npy};
+    use ndarray::array;
+
+    #[test]
+    fn read_matrix_every_format_and_key_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.5]];
+        let p = dir.path();
+        npy::write_npy(&p.join("a.npy"), &a.clone().into_dyn(), false).unwrap();
+        npy::write_npz(
+            &p.join("a.npz"),
+            &[("fts", &a.clone().into_dyn()), ("y", &array![1.0, 2.0, 3.0].into_dyn())],
+            true,
+        )
+        .unwrap();
+        npy::write_npz(&p.join("b.npz"), &[("p", &a.clone().into_dyn()), ("q", &a.clone().into_dyn())], false).unwrap();
+        std::fs::write(p.join("a.csv"), "1,2\n3,4\n5,6.5\n").unwrap();
+        mat::write(
+            &p.join("a.mat"),
+            &[("fts", &a, mat::WriteClass::Double), ("labels", &a, mat::WriteClass::Uint8)],
+            true,
+        )
+        .unwrap();
+        for f in ["a.npy", "a.npz", "a.csv", "a.mat"] {
+            assert_eq!(read_matrix(&p.join(f), None).unwrap(), a, "{f}");
+        }
+        assert_eq!(read_matrix(&p.join("a.npz"), Some("y")).unwrap().shape(), &[3, 1]);
+        let e = read_matrix(&p.join("b.npz"), None).unwrap_err().to_string();
+        assert!(e.contains("b.npz") && e.contains("p [3, 2]") && e.contains("q [3, 2]"), "{e}");
+        let e = read_matrix(&p.join("a.mat"), Some("nope")).unwrap_err().to_string();
+        assert!(e.contains("a.mat") && e.contains("no variable `nope`") && e.contains("labels (uint8 3x2)"), "{e}");
+        let e = read_matrix(&p.join("missing.npy"), None).unwrap_err().to_string();
+        assert!(e.contains("missing.npy"), "{e}");
+    }
+
+    #[test]
+    fn feature_files_dataset_from_yaml() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        let xa = array![[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]];
+        mat::write(
+            &p.join("a.mat"),
+            &[("fts", &xa, mat::WriteClass::Double), ("labels", &array![[1.0], [2.0], [3.0]], mat::WriteClass::Uint8)],
+            false,
+        )
+        .unwrap();
+        npy::write_npy(&p.join("b_x.npy"), &array![[1.0, 1.0], [2.0, 2.0]].into_dyn(), true).unwrap();
+        npy::write_npy(&p.join("b_y.npy"), &array![3.0, 1.0].into_dyn(), false).unwrap();
+        std::fs::write(p.join("c.csv"), "f1,f2,label\n0.5,0.5,2\n1,1,1\n").unwrap();
+        let yaml = "domains:\n  - {name: a, path: a.mat, features: fts, labels: labels}\n  - {name: b, path: b_x.npy, labels_path: b_y.npy}\n  - {name: c, path: c.csv, test_path: c.csv}\nlabel_offset: -1\nnormalize: l2\n";
+        let cfg: FeatureFilesConfig = serde_saphyr::from_str(yaml).unwrap();
+        let t = cfg.load_task("a", "b", p).unwrap();
+        assert_eq!(t.source.label_histogram(), vec![1, 1, 1]);
+        assert_eq!(t.target.y, vec![2, 0]);
+        assert!((t.source.x[[2, 0]] - 0.6).abs() < 1e-6);
+        let t = cfg.load_task("b", "c", p).unwrap();
+        assert_eq!(t.target.y, vec![1, 0]);
+        assert_eq!(t.target.x.shape(), &[2, 2]);
+        assert_eq!(t.target_test.unwrap().len(), 2);
+        // A bad label.
+        let cfg2 = FeatureFilesConfig { label_offset: -2, ..cfg.clone() };
+        let e = cfg2.load_task("a", "b", p).unwrap_err().to_string();
+        assert!(e.contains("a.mat") && e.contains("label 1 of sample 0"), "{e}");
+        let e = serde_saphyr::from_str::<FeatureFilesConfig>("domains: []\nextra: 1\n").unwrap_err().to_string();
+        assert!(e.contains("extra"), "{e}");
+    }
+}
