@@ -459,3 +459,42 @@ fn a_diverging_sweep_point_fails_and_the_others_finish() {
     let done = trial_dirs(&tmp.path().join("runs/sweep")).iter().filter(|d| d.join("result.json").exists()).count();
     assert_eq!(done, 2, "the lr=0.05 trials finish");
 }
+
+/// The data directory of the tests: DALAB_DATA_DIR, else the shared one beside the checkout.
+fn shared_data() -> Option<PathBuf> {
+    let d = std::env::var_os("DALAB_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/datasets"));
+    if d.is_dir() {
+        Some(d)
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "CI needs the shared data directory ({})", d.display());
+        eprintln!("skipping: no data directory at {}", d.display());
+        None
+    }
+}
+
+#[test]
+fn data_list_verify_and_the_1nn_baseline() {
+    let Some(data) = shared_data() else { return };
+    let d = data.to_str().unwrap();
+    let out = dalab(&["data", "list", "--data-dir", d], &repo());
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    for name in ["office-caltech10-surf", "amazon-reviews", "jda-digits", "mnist-m"] {
+        assert!(so.contains(name), "{name} missing from `dalab data list`:\n{so}");
+    }
+    let out = dalab(&["data", "verify", "jda-digits", "--data-dir", d], &repo());
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    // An empty data directory: verify fails and names the file, its checksum and the fetch command.
+    let empty = tempfile::tempdir().unwrap();
+    let out = dalab(&["data", "verify", "jda-digits", "--data-dir", empty.path().to_str().unwrap()], &repo());
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{so}\n{se}");
+    assert!(so.contains("MNIST_vs_USPS.mat") || se.contains("MNIST_vs_USPS.mat"), "{so}\n{se}");
+
+    // The 1-NN sanity check of the JDA digits subsets reproduces the paper (M→U 65.94, U→M 44.70).
+    let out = dalab(&["baseline", "1nn", "--dataset", "jda-digits", "--data-dir", d], &repo());
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(so.contains("65.94") && so.contains("44.70"), "{so}");
+}
