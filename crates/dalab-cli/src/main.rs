@@ -87,7 +87,6 @@ enum Cmd {
     },
 }
 
-
 /// Exit codes: 0 success, 1 a trial failed or a runtime error, 2 a bad command line or experiment file.
 enum Failure {
     Usage(anyhow::Error),
