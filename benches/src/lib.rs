@@ -1,1 +1,1 @@
-//! Benchmarks of dalab live in `benches/benches/`; this library is empty.
+//! Benchmarks of dalab live in `benches/`; this library is empty.

@@ -5,6 +5,9 @@
 //!   every binary. A no-op when already installed.
 //! - `cargo xtask dalab ARGS...` (alias `cargo dalab ARGS...`): setup, then the `dalab` binary (release build).
 //! - `cargo xtask test [NEXTEST ARGS...]`: setup (with the TensorBoard reader), then every test of the workspace.
+//! - `cargo xtask bench-metrics`: dalab-metrics next to the NumPy/scikit-learn peer, medians and ratios.
+
+mod bench_metrics;
 
 use std::env;
 use std::ffi::OsString;
@@ -27,6 +30,10 @@ fn main() -> ExitCode {
         Some("setup") => setup_cmd(&args[1..]).map(|_| ()),
         Some("dalab") => dalab(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("bench-metrics") => {
+            // The bench crate also holds libtorch benches, so it needs the install.
+            check_rustflags().and_then(|_| setup(&parse_setup(&[])?)).and_then(|_| bench_metrics::run(&args[1..]))
+        }
         Some("-h" | "--help" | "help") | None => {
             eprintln!("{}", USAGE);
             Ok(())
@@ -46,6 +53,7 @@ const USAGE: &str = "usage: cargo xtask <task>
   setup [--cpu|--cuda] [--tensorboard]   install libtorch 2.13.0 (and the TensorBoard reader) if missing
   dalab ARGS...                          setup, then run `dalab ARGS...` (alias: cargo dalab ARGS...)
   test [ARGS...]                         setup, then run all tests (cargo nextest run --workspace ARGS...)
+  bench-metrics [ARGS...]                dalab-metrics vs the NumPy/scikit-learn peer (--help for options)
 environment: DALAB_CACHE_DIR (default ~/.cache/dalab), DALAB_TORCH=cpu|cuda (default: cuda when nvidia-smi sees a GPU)";
 
 fn repo_root() -> PathBuf {
@@ -160,7 +168,16 @@ fn ensure_pip() -> Result<()> {
 
 fn pip_install_target(target: &Path, reqs: &[&str], no_deps: bool) -> Result<()> {
     let mut cmd = Command::new(python());
-    cmd.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", "--root-user-action=ignore", "--target"]);
+    cmd.args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--quiet",
+        "--root-user-action=ignore",
+        "--target",
+    ]);
     cmd.arg(target);
     if no_deps {
         cmd.arg("--no-deps");

@@ -1,4 +1,5 @@
 mod cmd_data;
+mod cmd_divergence;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -66,6 +67,8 @@ enum Cmd {
     Data(cmd_data::DataCmd),
     /// Classical baselines that pin a dataset's preprocessing (e.g. `dalab baseline 1nn`).
     Baseline(cmd_data::BaselineArgs),
+    /// MMD², proxy A-distance and CORAL distance between domains given as feature files (.npy/.npz/.csv/.mat).
+    Divergence(cmd_divergence::DivergenceArgs),
     /// List the registered methods.
     Methods,
     /// Print a method's options with their defaults (paste under `methods:` in an experiment).
@@ -123,6 +126,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.cmd {
         Cmd::Data(c) => cmd_data::run_data(&c, cli.data_dir.as_deref()).map_err(runtime),
         Cmd::Baseline(a) => cmd_data::run_baseline(&a, cli.data_dir.as_deref()).map_err(runtime),
+        Cmd::Divergence(a) => cmd_divergence::run(&a).map_err(runtime),
         Cmd::Methods => {
             for e in registry().entries() {
                 println!("{:<14} {}", e.name, e.summary);

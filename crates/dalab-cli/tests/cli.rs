@@ -498,3 +498,53 @@ fn data_list_verify_and_the_1nn_baseline() {
     assert!(out.status.success(), "{so}\n{se}");
     assert!(so.contains("65.94") && so.contains("44.70"), "{so}");
 }
+
+#[test]
+fn divergence_between_feature_files() {
+    let Some(data) = shared_data() else { return };
+    let surf = data.join("office_caltech10_surf");
+    let tmp = tempfile::tempdir().unwrap();
+    let dom = |n: &str, f: &str| format!("{n}={}", surf.join(f).display());
+    let out = dalab(
+        &[
+            "divergence",
+            "--domain",
+            &dom("A", "amazon_SURF_L10.mat"),
+            "--domain",
+            &dom("W", "webcam_SURF_L10.mat"),
+            "--metrics",
+            "mmd,coral",
+            "--out-dir",
+            tmp.path().to_str().unwrap(),
+        ],
+        &repo(),
+    );
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{so}\n{se}");
+    let json = read_json(&tmp.path().join("divergence.json"));
+    let csv = std::fs::read_to_string(tmp.path().join("divergence.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "header + A→W + W→A:\n{csv}");
+    let body = json.to_string();
+    assert!(body.contains("\"A\"") && body.contains("\"W\""), "{body}");
+
+    // Different feature dimensions (800-d SURF vs 256-d digits) are an error naming the problem.
+    let digits = data.join("digits/jda_mnist_usps/MNIST_vs_USPS.mat");
+    let out = dalab(
+        &[
+            "divergence",
+            "--source",
+            surf.join("amazon_SURF_L10.mat").to_str().unwrap(),
+            "--target",
+            digits.to_str().unwrap(),
+            "--metrics",
+            "coral",
+            "--out-dir",
+            tmp.path().to_str().unwrap(),
+        ],
+        &repo(),
+    );
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{so}\n{se}");
+    assert!(!se.contains("panicked"));
+    assert!(se.contains("800") && se.contains("256"), "{se}");
+}
