@@ -8,6 +8,13 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.add::<dalab_source_only::SourceOnly>();
     r.add::<dalab_dann::Dann>();
+    r.add::<dalab_dan::Dan>();
+    r.add::<dalab_rtn::Rtn>();
+    r.add::<dalab_deep_coral::DeepCoral>();
+    r.add::<dalab_jan::Jan>();
+    r.add::<dalab_cdan::Cdan>();
+    r.add::<dalab_mcc::Mcc>();
+    r.add::<dalab_coral::Coral>();
     r
 }
 

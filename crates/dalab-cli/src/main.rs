@@ -68,7 +68,7 @@ enum Cmd {
     /// Classical baselines that pin a dataset's preprocessing (e.g. `dalab baseline 1nn`).
     Baseline(cmd_data::BaselineArgs),
     /// MMD², proxy A-distance and CORAL distance between domains given as feature files (.npy/.npz/.csv/.mat).
-    Divergence(cmd_divergence::DivergenceArgs),
+    Divergence(Box<cmd_divergence::DivergenceArgs>),
     /// List the registered methods.
     Methods,
     /// Print a method's options with their defaults (paste under `methods:` in an experiment).

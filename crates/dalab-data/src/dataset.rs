@@ -107,11 +107,7 @@ impl DatasetConfig {
         let domains = self.domains();
         for d in [source, target] {
             if !domains.iter().any(|k| k == d) {
-                return Err(format!(
-                    "dataset `{}` has no domain `{d}` (domains: {})",
-                    self.name(),
-                    domains.join(", ")
-                ));
+                return Err(format!("dataset `{}` has no domain `{d}` (domains: {})", self.name(), domains.join(", ")));
             }
         }
         if source == target {

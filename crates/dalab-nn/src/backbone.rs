@@ -1,7 +1,9 @@
 //! Feature extractors built from the `model.backbone` section of an experiment.
 
-use dalab_core::{FeatureExtractor, Validate};
+use dalab_core::{Error, FeatureExtractor, Result, Validate};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Mutex;
 use tch::{Tensor, nn, nn::Module};
 
 /// A hidden-layer nonlinearity.
@@ -36,6 +38,34 @@ pub enum BackboneConfig {
         #[serde(default)]
         dropout: f64,
     },
+    /// The DANN paper's MNIST network (JMLR 2016, Figure 4): conv(32, 5×5)–ReLU–maxpool 2–conv(48, 5×5)–ReLU–
+    /// maxpool 2 (768 features on 28×28 inputs), then the ReLU layers `fc` (the paper's label predictor starts with
+    /// 100–100: `fc: [100, 100]`). Inputs `[C, H, W]`.
+    DannDigits {
+        #[serde(default)]
+        fc: Vec<i64>,
+    },
+    /// LeNet (Caffe / TLlib variant): conv(20, 5×5)–maxpool 2–ReLU–conv(50, 5×5)–maxpool 2–ReLU (800 features on
+    /// 28×28 inputs), then the ReLU layers `fc` (default `[500]`). Inputs `[C, H, W]`.
+    Lenet {
+        #[serde(default = "default_lenet_fc")]
+        fc: Vec<i64>,
+    },
+    /// Any TorchScript module (`torch.jit.script` / `trace`, saved with `.save(path)`) mapping `[n, ...input]` to
+    /// features (flattened to `[n, d]`), e.g. a torchvision ResNet-50 with `fc = Identity()`. Its parameters are
+    /// trained (or frozen with `model.backbone_lr_mult: 0`).
+    Torchscript { path: PathBuf },
+}
+
+fn default_lenet_fc() -> Vec<i64> {
+    vec![500]
+}
+
+fn check_layers(key: &str, v: &[i64]) -> std::result::Result<(), String> {
+    match v.iter().enumerate().find(|&(_, &h)| h < 1) {
+        Some((i, h)) => Err(format!("{key}[{i}]: layer sizes must be >= 1, got {h}")),
+        None => Ok(()),
+    }
 }
 
 fn default_activation() -> Activation {
@@ -49,14 +79,19 @@ impl Default for BackboneConfig {
 }
 
 impl Validate for BackboneConfig {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), String> {
         match self {
             BackboneConfig::Mlp { hidden, dropout, .. } => {
-                if let Some((i, h)) = hidden.iter().enumerate().find(|&(_, &h)| h < 1) {
-                    return Err(format!("hidden[{i}]: layer sizes must be >= 1, got {h}"));
-                }
+                check_layers("hidden", hidden)?;
                 if !(0.0..1.0).contains(dropout) {
                     return Err(format!("dropout: must be in [0, 1), got {dropout}"));
+                }
+                Ok(())
+            }
+            BackboneConfig::DannDigits { fc } | BackboneConfig::Lenet { fc } => check_layers("fc", fc),
+            BackboneConfig::Torchscript { path } => {
+                if path.as_os_str().is_empty() {
+                    return Err("path: must name a TorchScript file".into());
                 }
                 Ok(())
             }
@@ -73,11 +108,22 @@ pub struct Mlp {
     out_dim: i64,
 }
 
+/// `x Wᵀ + b` for a sparse COO `x` `[n, d]`: a sparse × dense product (cost O(nnz · out) forward; the weight
+/// gradient is `xᵀ g`, also sparse × dense).
+pub fn sparse_linear(l: &nn::Linear, x: &Tensor) -> Tensor {
+    let out = x.mm(&l.ws.tr());
+    match &l.bs {
+        Some(b) => out + b,
+        None => out,
+    }
+}
+
 impl FeatureExtractor for Mlp {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = x.flatten(1, -1);
+        let mut h = if x.is_sparse() { x.shallow_clone() } else { x.flatten(1, -1) };
         for l in &self.layers {
-            h = self.activation.apply(&l.forward(&h));
+            let z = if h.is_sparse() { sparse_linear(l, &h) } else { l.forward(&h) };
+            h = self.activation.apply(&z);
             if self.dropout > 0.0 {
                 h = h.dropout(self.dropout, train);
             }
@@ -90,9 +136,93 @@ impl FeatureExtractor for Mlp {
     }
 }
 
+/// A small CNN: `(conv, pool-before-relu)` stages, then ReLU fully connected layers.
+#[derive(Debug)]
+pub struct Cnn {
+    convs: Vec<nn::Conv2D>,
+    relu_after_pool: bool,
+    fc: Vec<nn::Linear>,
+    out_dim: i64,
+}
+
+impl Cnn {
+    fn new(vs: &nn::Path, input_shape: &[i64], channels: &[i64], relu_after_pool: bool, fc: &[i64]) -> Result<Self> {
+        let &[c, h, w] = input_shape else {
+            return Err(Error::Config(format!(
+                "model.backbone: a CNN needs image inputs [channels, height, width], got {input_shape:?}"
+            )));
+        };
+        let mut convs = Vec::new();
+        let (mut ci, mut hh, mut ww) = (c, h, w);
+        for (i, &co) in channels.iter().enumerate() {
+            convs.push(nn::conv2d(vs / format!("conv{i}"), ci, co, 5, Default::default()));
+            (ci, hh, ww) = (co, (hh - 4) / 2, (ww - 4) / 2);
+            if hh < 1 || ww < 1 {
+                return Err(Error::Config(format!("model.backbone: input {h}x{w} is too small for this CNN")));
+            }
+        }
+        let mut d = ci * hh * ww;
+        let mut layers = Vec::new();
+        for (i, &o) in fc.iter().enumerate() {
+            layers.push(nn::linear(vs / format!("fc{i}"), d, o, Default::default()));
+            d = o;
+        }
+        Ok(Self { convs, relu_after_pool, fc: layers, out_dim: d })
+    }
+}
+
+impl FeatureExtractor for Cnn {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Tensor {
+        let mut h = x.shallow_clone();
+        for c in &self.convs {
+            h = if self.relu_after_pool {
+                c.forward(&h).max_pool2d_default(2).relu()
+            } else {
+                c.forward(&h).relu().max_pool2d_default(2)
+            };
+        }
+        let mut h = h.flatten(1, -1);
+        for l in &self.fc {
+            h = l.forward(&h).relu();
+        }
+        h
+    }
+
+    fn out_dim(&self) -> i64 {
+        self.out_dim
+    }
+}
+
+/// A TorchScript module as a feature extractor; its parameters live in the VarStore.
+#[derive(Debug)]
+pub struct TorchScript {
+    module: Mutex<(tch::TrainableCModule, bool)>,
+    out_dim: i64,
+}
+
+impl FeatureExtractor for TorchScript {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut m = self.module.lock().expect("TorchScript module lock");
+        if m.1 != train {
+            if train {
+                m.0.set_train()
+            } else {
+                m.0.set_eval()
+            }
+            m.1 = train;
+        }
+        m.0.forward_ts(&[x]).expect("TorchScript forward (checked at build time)").flatten(1, -1)
+    }
+
+    fn out_dim(&self) -> i64 {
+        self.out_dim
+    }
+}
+
 /// Builds the backbone for inputs of shape `input_shape` (one sample); variables go under `vs`.
-pub fn build_backbone(cfg: &BackboneConfig, vs: &nn::Path, input_shape: &[i64]) -> Box<dyn FeatureExtractor> {
-    match cfg {
+/// Errors: a CNN on non-image inputs, a TorchScript file that cannot be loaded or run.
+pub fn build_backbone(cfg: &BackboneConfig, vs: &nn::Path, input_shape: &[i64]) -> Result<Box<dyn FeatureExtractor>> {
+    Ok(match cfg {
         BackboneConfig::Mlp { hidden, activation, dropout } => {
             let mut d = input_shape.iter().product::<i64>();
             let mut layers = Vec::with_capacity(hidden.len());
@@ -102,7 +232,20 @@ pub fn build_backbone(cfg: &BackboneConfig, vs: &nn::Path, input_shape: &[i64]) 
             }
             Box::new(Mlp { layers, activation: *activation, dropout: *dropout, out_dim: d })
         }
-    }
+        BackboneConfig::DannDigits { fc } => Box::new(Cnn::new(vs, input_shape, &[32, 48], false, fc)?),
+        BackboneConfig::Lenet { fc } => Box::new(Cnn::new(vs, input_shape, &[20, 50], true, fc)?),
+        BackboneConfig::Torchscript { path } => {
+            let err = |e: tch::TchError| Error::Config(format!("model.backbone.path: {}: {e}", path.display()));
+            let mut module = tch::TrainableCModule::load(path, vs.clone()).map_err(err)?;
+            module.set_eval();
+            let mut shape = vec![2];
+            shape.extend_from_slice(input_shape);
+            let probe = tch::no_grad(|| module.forward_ts(&[Tensor::zeros(&shape, (tch::Kind::Float, vs.device()))]))
+                .map_err(err)?;
+            let out_dim = probe.flatten(1, -1).size()[1];
+            Box::new(TorchScript { module: Mutex::new((module, false)), out_dim })
+        }
+    })
 }
 
 #[cfg(test)]
@@ -113,7 +256,7 @@ mod tests {
     fn mlp_shapes_and_validation() {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let cfg = BackboneConfig::Mlp { hidden: vec![15], activation: Activation::Sigmoid, dropout: 0.0 };
-        let b = build_backbone(&cfg, &vs.root(), &[2]);
+        let b = build_backbone(&cfg, &vs.root(), &[2]).unwrap();
         assert_eq!(b.out_dim(), 15);
         let y = b.forward_t(&Tensor::zeros([4, 2], (tch::Kind::Float, tch::Device::Cpu)), false);
         assert_eq!(y.size(), vec![4, 15]);
@@ -121,5 +264,66 @@ mod tests {
         assert!(y.min().double_value(&[]) > 0.0 && y.max().double_value(&[]) < 1.0);
         let bad = BackboneConfig::Mlp { hidden: vec![4, 0], activation: Activation::Relu, dropout: 0.0 };
         assert_eq!(bad.validate().unwrap_err(), "hidden[1]: layer sizes must be >= 1, got 0");
+    }
+
+    #[test]
+    fn cnn_feature_sizes() {
+        // DANN digits: 28 -conv5-> 24 -pool-> 12 -conv5-> 8 -pool-> 4: 48·4·4 = 768; LeNet: 50·4·4 = 800 -> fc 500.
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let x = Tensor::zeros([3, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu));
+        let d = build_backbone(&BackboneConfig::DannDigits { fc: vec![] }, &(vs.root() / "a"), &[1, 28, 28]).unwrap();
+        assert_eq!((d.out_dim(), d.forward_t(&x, true).size()), (768, vec![3, 768]));
+        let l = build_backbone(&BackboneConfig::Lenet { fc: vec![500] }, &(vs.root() / "b"), &[1, 28, 28]).unwrap();
+        assert_eq!((l.out_dim(), l.forward_t(&x, false).size()), (500, vec![3, 500]));
+        let e = build_backbone(&BackboneConfig::Lenet { fc: vec![] }, &(vs.root() / "c"), &[2]).unwrap_err();
+        assert!(e.to_string().contains("image inputs"), "{e}");
+        let e = build_backbone(&BackboneConfig::Torchscript { path: "/nonexistent.pt".into() }, &vs.root(), &[2]);
+        assert!(e.unwrap_err().to_string().starts_with("model.backbone.path: /nonexistent.pt"));
+    }
+
+    #[test]
+    fn torchscript_backbone_runs_and_trains() {
+        // testdata/tiny_mlp.pt (written by testdata/make_torchscript.py): y = tanh(x Wᵀ + b),
+        // W[i, j] = 0.1 (i + 1) − 0.05 j, b[i] = 0.01 i. Reference: row [1, 2, 3] gives
+        // tanh(0.2), tanh(0.81), tanh(1.42), tanh(2.03) (0.6 (i + 1) − 0.4 + 0.01 i; computed from the formula, and printed by PyTorch).
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tiny_mlp.pt");
+        let b = build_backbone(&BackboneConfig::Torchscript { path }, &(vs.root() / "backbone"), &[3]).unwrap();
+        assert_eq!(b.out_dim(), 4);
+        let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, -1.0, 0.5, 0.0]).reshape([2, 3]);
+        let y = b.forward_t(&x, false);
+        for (i, z) in [0.2f64, 0.81, 1.42, 2.03].iter().enumerate() {
+            assert!((y.double_value(&[0, i as i64]) - z.tanh()).abs() < 1e-6);
+        }
+        // Its parameters are in the VarStore and receive gradients.
+        assert_eq!(vs.trainable_variables().len(), 2);
+        b.forward_t(&x, true).sum(tch::Kind::Float).backward();
+        assert!(vs.trainable_variables().iter().all(|v| v.grad().defined()));
+    }
+
+    #[test]
+    fn sparse_inputs_give_the_dense_result_and_gradient() {
+        // The same MLP on x dense and on x as a sparse COO tensor: outputs and weight gradients must agree
+        // (the dense path is libtorch's addmm, an independent computation).
+        tch::manual_seed(2);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let cfg = BackboneConfig::Mlp { hidden: vec![5, 3], activation: Activation::Sigmoid, dropout: 0.0 };
+        let b = build_backbone(&cfg, &vs.root(), &[20]).unwrap();
+        let opts = (tch::Kind::Float, tch::Device::Cpu);
+        let x = Tensor::rand([6, 20], opts).ge(0.8).to_kind(tch::Kind::Float) * Tensor::rand([6, 20], opts);
+        let _ = x.get(3).fill_(0.0); // an empty row
+        let grads = |input: &Tensor| {
+            vs.trainable_variables().iter_mut().for_each(|v| v.zero_grad());
+            let y = b.forward_t(input, true);
+            (y * Tensor::arange(3, opts)).sum(tch::Kind::Float).backward();
+            let g: Vec<Tensor> = vs.trainable_variables().iter().map(|v| v.grad().copy()).collect();
+            (b.forward_t(input, false), g)
+        };
+        let (yd, gd) = grads(&x);
+        let (ys, gs) = grads(&x.to_sparse_sparse_dim(2));
+        assert!(yd.allclose(&ys, 1e-5, 1e-6, false));
+        for (a, c) in gd.iter().zip(&gs) {
+            assert!(a.allclose(c, 1e-5, 1e-6, false));
+        }
     }
 }

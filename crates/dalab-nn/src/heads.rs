@@ -1,9 +1,9 @@
-//! Heads: the domain discriminator of adversarial methods.
+//! Heads: the bottleneck + classifier head of every method, and the domain discriminator of adversarial methods.
 
 use crate::Activation;
-use dalab_core::Validate;
+use dalab_core::{FeatureExtractor, Validate};
 use serde::{Deserialize, Serialize};
-use tch::{Tensor, nn, nn::Module};
+use tch::{Tensor, nn, nn::Module, nn::ModuleT};
 
 /// Architecture of a domain discriminator: hidden sizes (each ReLU + dropout), then one logit.
 /// The DANN paper uses 1024-1024 with dropout 0.5 for deep models and a logistic regressor (no hidden layer)
@@ -73,5 +73,144 @@ impl Discriminator {
         let loss = logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, tch::Reduction::Mean);
         let acc = logits.detach().ge(0.0).to_kind(labels.kind()).eq_tensor(&labels).to_kind(tch::Kind::Float);
         (loss, acc.mean(tch::Kind::Float).double_value(&[]))
+    }
+}
+
+/// The `head:` options of a method: an optional bottleneck after the backbone (the layer most methods align),
+/// optional hidden layers, then the linear classifier. The new layers of fine-tuning recipes; their learning rate
+/// is the base one while the backbone's is `model.backbone_lr_mult ×` it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadConfig {
+    /// Width of the bottleneck (Linear + ReLU [+ batch norm] + dropout); 0 = none, the features are the
+    /// backbone's output. TLlib and the DANN/RTN Office recipes use 256 (RTN 128) on a pretrained backbone.
+    pub bottleneck: i64,
+    /// Batch norm in the bottleneck (TLlib's recipe).
+    pub batch_norm: bool,
+    /// Dropout after the bottleneck.
+    pub dropout: f64,
+    /// Hidden layers of the classifier (ReLU), e.g. `[100, 100]` for the DANN paper's digits network.
+    pub hidden: Vec<i64>,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        Self { bottleneck: 0, batch_norm: false, dropout: 0.0, hidden: Vec::new() }
+    }
+}
+
+impl Validate for HeadConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.bottleneck < 0 {
+            return Err(format!("bottleneck: must be >= 0 (0 = none), got {}", self.bottleneck));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout: must be in [0, 1), got {}", self.dropout));
+        }
+        if let Some((i, h)) = self.hidden.iter().enumerate().find(|&(_, &h)| h < 1) {
+            return Err(format!("hidden[{i}]: layer sizes must be >= 1, got {h}"));
+        }
+        Ok(())
+    }
+}
+
+/// Bottleneck + classifier: `features = bottleneck(backbone(x))`, `logits = classifier(features)`.
+#[derive(Debug)]
+pub struct ClassifierHead {
+    bottleneck: Option<(nn::Linear, Option<nn::BatchNorm>)>,
+    hidden: Vec<nn::Linear>,
+    out: nn::Linear,
+    dropout: f64,
+    feature_dim: i64,
+}
+
+impl ClassifierHead {
+    pub fn new(vs: &nn::Path, in_dim: i64, num_classes: i64, cfg: &HeadConfig) -> Self {
+        let mut d = in_dim;
+        let bottleneck = (cfg.bottleneck > 0).then(|| {
+            let l = nn::linear(vs / "bottleneck", d, cfg.bottleneck, Default::default());
+            let bn = cfg.batch_norm.then(|| nn::batch_norm1d(vs / "bottleneck_bn", cfg.bottleneck, Default::default()));
+            d = cfg.bottleneck;
+            (l, bn)
+        });
+        let feature_dim = d;
+        let mut hidden = Vec::new();
+        for (i, &h) in cfg.hidden.iter().enumerate() {
+            hidden.push(nn::linear(vs / format!("hidden{i}"), d, h, Default::default()));
+            d = h;
+        }
+        let out = nn::linear(vs / "classifier", d, num_classes, Default::default());
+        Self { bottleneck, hidden, out, dropout: cfg.dropout, feature_dim }
+    }
+
+    /// Size of [`Self::features`].
+    pub fn feature_dim(&self) -> i64 {
+        self.feature_dim
+    }
+
+    /// The bottleneck features of backbone outputs `h`.
+    pub fn features(&self, h: &Tensor, train: bool) -> Tensor {
+        match &self.bottleneck {
+            None => h.shallow_clone(),
+            Some((l, bn)) => {
+                let mut z = l.forward(h);
+                if let Some(bn) = bn {
+                    z = bn.forward_t(&z, train);
+                }
+                z.relu().dropout(self.dropout, train)
+            }
+        }
+    }
+
+    /// Class logits of bottleneck features `f`.
+    pub fn logits(&self, f: &Tensor) -> Tensor {
+        let mut z = f.shallow_clone();
+        for l in &self.hidden {
+            z = l.forward(&z).relu();
+        }
+        self.out.forward(&z)
+    }
+
+    /// `(features, logits)` of backbone outputs `h`.
+    pub fn forward_t(&self, h: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let f = self.features(h, train);
+        let l = self.logits(&f);
+        (f, l)
+    }
+
+    /// One training forward of `backbone` and the head over `[xs; xt]` (as TLlib does: batch-norm statistics are
+    /// those of both domains), split back into `((f_s, ℓ_s), (f_t, ℓ_t))`. One pass over the concatenated batch
+    /// is markedly faster on CPU than two (benches/README.md).
+    pub fn forward_pair(&self, backbone: &dyn FeatureExtractor, xs: &Tensor, xt: &Tensor) -> Pair {
+        let n = xs.size()[0];
+        let nt = xt.size()[0];
+        let (f, l) = self.forward_t(&backbone.forward_t(&Tensor::cat(&[xs, xt], 0), true), true);
+        ((f.narrow(0, 0, n), l.narrow(0, 0, n)), (f.narrow(0, n, nt), l.narrow(0, n, nt)))
+    }
+}
+
+/// `((f_s, ℓ_s), (f_t, ℓ_t))`: features and logits of the source and target halves of a batch.
+pub type Pair = ((Tensor, Tensor), (Tensor, Tensor));
+
+/// A layer of the [`ClassifierHead`] that a transfer loss is applied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layer {
+    /// The features (bottleneck output, or the backbone's when there is no bottleneck).
+    Features,
+    /// The class logits.
+    Logits,
+    /// The softmax of the logits.
+    Softmax,
+}
+
+impl Layer {
+    /// Picks this layer's activations from `(features, logits)`.
+    pub fn pick(self, features: &Tensor, logits: &Tensor) -> Tensor {
+        match self {
+            Layer::Features => features.shallow_clone(),
+            Layer::Logits => logits.shallow_clone(),
+            Layer::Softmax => logits.softmax(-1, logits.kind()),
+        }
     }
 }

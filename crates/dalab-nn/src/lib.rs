@@ -2,12 +2,18 @@
 //!
 //! - [`grl`]: gradient reversal.
 //! - [`backbone`]: feature extractors built from the `model:` section ([`BackboneConfig`]).
-//! - [`heads`]: classifier and domain-discriminator heads.
+//! - [`heads`]: the bottleneck + classifier head and the domain discriminator.
+//! - [`mmd`]: differentiable MK-MMD and JMMD (tested against dalab-metrics).
+//! - [`losses`]: CORAL loss, entropy, CDAN's multilinear maps.
 
 pub mod backbone;
 pub mod grl;
 pub mod heads;
+pub mod losses;
+pub mod mmd;
 
 pub use backbone::{Activation, BackboneConfig, build_backbone};
 pub use grl::grad_reverse;
-pub use heads::{Discriminator, DiscriminatorConfig};
+pub use heads::{ClassifierHead, Discriminator, DiscriminatorConfig, HeadConfig, Layer};
+pub use losses::{RandomizedMultilinear, coral_loss, entropy, multilinear};
+pub use mmd::{Bandwidth, Estimator, KernelConfig, MmdConfig, jmmd2, mmd2};

@@ -6,14 +6,27 @@ use dalab_nn::BackboneConfig;
 use serde::{Deserialize, Serialize};
 
 /// `model:` the network shared by all methods of the experiment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     pub backbone: BackboneConfig,
+    /// Learning rate of the backbone's parameters as a multiple of `optim.lr` (the method's new layers get
+    /// `optim.lr`): 1 trains everything alike, 0.1 is the fine-tuning recipe of DAN/RTN/CDAN (new layers 10×),
+    /// 0 freezes the backbone (no gradient is computed for it).
+    pub backbone_lr_mult: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self { backbone: BackboneConfig::default(), backbone_lr_mult: 1.0 }
+    }
 }
 
 impl Validate for ModelConfig {
     fn validate(&self) -> Result<(), String> {
+        if !(self.backbone_lr_mult.is_finite() && self.backbone_lr_mult >= 0.0) {
+            return Err(format!("backbone_lr_mult: must be a finite number >= 0, got {}", self.backbone_lr_mult));
+        }
         self.backbone.validate().map_err(|e| format!("backbone.{e}"))
     }
 }

@@ -164,6 +164,27 @@ fn restore(vs: &nn::VarStore, snap: &Snapshot) {
     });
 }
 
+/// The optimizer parameter group of the backbone's variables (the method's own layers are group 0).
+pub const BACKBONE_GROUP: usize = 1;
+
+/// Freezes the backbone when `mult == 0` (its variables stop requiring gradients). Returns whether the backbone
+/// has trainable variables in [`BACKBONE_GROUP`] (only then may the group's learning rate be set).
+pub fn apply_backbone_lr_mult(vs: &nn::VarStore, mult: f64) -> bool {
+    let vars = vs.variables_.lock().expect("VarStore lock");
+    let backbone: Vec<Tensor> = vars
+        .trainable_variables
+        .iter()
+        .filter(|v| v.group == BACKBONE_GROUP)
+        .map(|v| v.tensor.shallow_clone())
+        .collect();
+    if mult == 0.0 {
+        for t in &backbone {
+            let _ = t.set_requires_grad(false);
+        }
+    }
+    !backbone.is_empty()
+}
+
 /// Trains `spec.method` on `task` and reports to `sinks`. On an error (e.g. a NaN loss) the sinks are flushed
 /// first, so every step and evaluation logged before the failure is kept.
 pub fn train(
@@ -231,7 +252,10 @@ fn train_inner(
     // Model: backbone from `model:`, then the method around it.
     let vs = nn::VarStore::new(device);
     let input_shape: Vec<i64> = task.source.sample_shape().iter().map(|&d| d as i64).collect();
-    let backbone = dalab_nn::build_backbone(&st.model.backbone, &(vs.root() / "backbone"), &input_shape);
+    // Parameter groups: the method's layers are group 0 (lr = optim.lr), the backbone group 1
+    // (lr = optim.lr × model.backbone_lr_mult; 0 freezes it).
+    let backbone_path = (vs.root() / "backbone").set_group(BACKBONE_GROUP);
+    let backbone = dalab_nn::build_backbone(&st.model.backbone, &backbone_path, &input_shape)?;
     let env = BuildEnv { backbone, num_classes: task.source.num_classes() as i64, input_shape, device };
     let mut method = registry.build(spec.method, spec.method_config, &(vs.root() / "method"), env)?;
 
@@ -241,6 +265,8 @@ fn train_inner(
             .build(&vs, oc.lr)?,
         OptimKind::Adam => nn::Adam { wd: oc.weight_decay, ..Default::default() }.build(&vs, oc.lr)?,
     };
+    let backbone_mult = st.model.backbone_lr_mult;
+    let has_backbone_group = apply_backbone_lr_mult(&vs, backbone_mult);
 
     let total = tc.iterations;
     let mut last: Option<EvalRecord> = None;
@@ -259,6 +285,9 @@ fn train_inner(
         let p = it as f64 / total as f64;
         let lr = oc.lr * st.schedule.factor(p, it);
         opt.set_lr(lr);
+        if has_backbone_group && backbone_mult != 1.0 {
+            opt.set_lr_group(BACKBONE_GROUP, lr * backbone_mult);
+        }
         let (sx, sy) = src_stream.next_batch(tc.batch_size);
         let (tx, _) = tgt_stream.next_batch(tc.batch_size);
         let batch = DaBatch { source_x: sx, source_y: sy.expect("source stream has labels"), target_x: tx };
@@ -306,4 +335,32 @@ fn train_inner(
         device: dalab_core::device::describe(device),
     };
     Ok((outcome, vs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One plain SGD step (no momentum) on `loss = Σ backbone.w + Σ method.w` moves every weight by −lr·1, so the
+    /// backbone must move by −lr·mult and the method's layer by −lr; with mult = 0 the backbone stays put and gets
+    /// no gradient at all.
+    #[test]
+    fn backbone_lr_mult_scales_or_freezes_the_backbone_group() {
+        for mult in [1.0, 0.1, 0.0] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let b = (vs.root() / "backbone").set_group(BACKBONE_GROUP).zeros("w", &[3]);
+            let m = (vs.root() / "method").zeros("w", &[2]);
+            let mut opt = nn::Sgd::default().build(&vs, 0.5).unwrap();
+            let has_group = apply_backbone_lr_mult(&vs, mult);
+            assert!(has_group);
+            opt.set_lr(0.5);
+            if mult != 1.0 {
+                opt.set_lr_group(BACKBONE_GROUP, 0.5 * mult);
+            }
+            opt.backward_step(&(b.sum(Kind::Float) + m.sum(Kind::Float)));
+            assert_eq!(Vec::<f32>::try_from(&m).unwrap(), vec![-0.5; 2]);
+            assert_eq!(Vec::<f32>::try_from(&b).unwrap(), vec![(-0.5 * mult) as f32; 3], "mult {mult}");
+            assert_eq!(b.requires_grad(), mult != 0.0);
+        }
+    }
 }

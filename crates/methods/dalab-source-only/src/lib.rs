@@ -60,11 +60,16 @@ mod tests {
     use tch::{Device, Kind};
 
     #[test]
+    fn conformance() {
+        dalab_conformance::check::<SourceOnly>();
+    }
+
+    #[test]
     fn loss_is_the_source_cross_entropy_and_ignores_the_target() {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = BackboneConfig::Mlp { hidden: vec![8], activation: Activation::Tanh, dropout: 0.0 };
-        let backbone = build_backbone(&cfg, &(vs.root() / "backbone"), &[3]);
+        let backbone = build_backbone(&cfg, &(vs.root() / "backbone"), &[3]).unwrap();
         let env = BuildEnv { backbone, num_classes: 4, input_shape: vec![3], device: Device::Cpu };
         let mut m = SourceOnly::build(&SourceOnlyConfig {}, &(vs.root() / "method"), env).unwrap();
         let xs = Tensor::randn([6, 3], (Kind::Float, Device::Cpu));
