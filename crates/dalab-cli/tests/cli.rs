@@ -213,12 +213,23 @@ fn methods_and_show_config() {
     for key in ["trade_off: 1", "lambda_schedule:", "kind: dann", "gamma: 10", "discriminator:", "dropout: 0.5"] {
         assert!(cfg.contains(key), "`{key}` missing from:\n{cfg}");
     }
-    let exp = format!("name: t\ntasks: [moons→moons-rotated]\nmethods:\n{}", indent(&cfg));
+    // Every registered method's printed config, pasted under `methods:`, is accepted by `dalab run` as is.
+    let names: Vec<String> = so.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect();
+    assert!(names.len() >= 9, "{names:?}");
+    let mut all = String::new();
+    for m in &names {
+        let out = dalab(&["show-config", m], &repo());
+        assert!(out.status.success(), "show-config {m}: {:?}", text(&out));
+        all.push_str(&indent(&text(&out).0));
+    }
+    let exp = format!("name: t\ntasks: [moons→moons-rotated]\nmethods:\n{all}");
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("e.yaml");
     std::fs::write(&f, exp).unwrap();
     let out = dalab(&["run", f.to_str().unwrap(), "--dry-run"], tmp.path());
-    assert!(out.status.success(), "{:?}", text(&out));
+    let (listed, se) = text(&out);
+    assert!(out.status.success(), "{listed}\n{se}");
+    assert!(listed.starts_with(&format!("{} trial(s)", names.len())), "{listed}");
 
     let out = dalab(&["show-config", "nope"], &repo());
     assert_eq!(out.status.code(), Some(2));
