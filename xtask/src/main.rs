@@ -327,9 +327,22 @@ fn dalab(args: &[String]) -> Result<()> {
     }
 }
 
+/// The report's plots need a TrueType font; the tests draw plots, so `cargo xtask test` makes sure Debian's
+/// DejaVu fonts are there (we are root on these machines; elsewhere install fonts-dejavu-core or set DALAB_FONT).
+fn ensure_font() -> Result<()> {
+    let font = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf");
+    if font.exists() || env::var_os("DALAB_FONT").is_some() {
+        return Ok(());
+    }
+    eprintln!("xtask: no DejaVu font for the report plots; installing Debian's fonts-dejavu-core");
+    run_status(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run_status(Command::new("apt-get").args(["install", "-y", "-qq", "fonts-dejavu-core"]))
+}
+
 fn test(args: &[String]) -> Result<()> {
     check_rustflags()?;
     let dir = setup(&SetupOpts { tensorboard: true, ..parse_setup(&[])? })?;
+    ensure_font()?;
     let root = repo_root();
     let mut cmd_env: Vec<(&str, OsString)> = vec![("DALAB_TENSORBOARD_PYTHONPATH", dir.join("pylib").into_os_string())];
     if env::var_os("DALAB_DATA_DIR").is_none() {
