@@ -178,6 +178,16 @@ impl ClassifierHead {
         (f, l)
     }
 
+    /// Class logits of inputs `x` through `backbone` and the head, eval mode (what `Method::predict` returns).
+    pub fn predict(&self, backbone: &dyn FeatureExtractor, x: &Tensor) -> Tensor {
+        self.forward_t(&backbone.forward_t(x, false), false).1
+    }
+
+    /// The head's features of inputs `x`, eval mode (what `Method::features` returns).
+    pub fn eval_features(&self, backbone: &dyn FeatureExtractor, x: &Tensor) -> Tensor {
+        self.features(&backbone.forward_t(x, false), false)
+    }
+
     /// One training forward of `backbone` and the head over `[xs; xt]` (as TLlib does: batch-norm statistics are
     /// those of both domains), split back into `((f_s, ℓ_s), (f_t, ℓ_t))`. One pass over the concatenated batch
     /// is markedly faster on CPU than two (benches/README.md).

@@ -106,11 +106,11 @@ impl Method for Model {
     }
 
     fn predict(&self, x: &Tensor) -> Tensor {
-        self.head.forward_t(&self.backbone.forward_t(x, false), false).1
+        self.head.predict(self.backbone.as_ref(), x)
     }
 
     fn features(&self, x: &Tensor) -> Tensor {
-        self.head.features(&self.backbone.forward_t(x, false), false)
+        self.head.eval_features(self.backbone.as_ref(), x)
     }
 }
 
