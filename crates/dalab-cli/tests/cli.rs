@@ -570,3 +570,108 @@ fn divergence_between_feature_files() {
     assert!(!se.contains("panicked"));
     assert!(se.contains("800") && se.contains("256"), "{se}");
 }
+
+/// Two image-folder domains under `dir`: 2 classes × 12 RGB 8×8 PNGs each; class 0 reddish, class 1 bluish, with
+/// per-image noise from a fixed LCG; the target domain is the source darkened and shifted in green.
+fn write_image_domains(dir: &Path) {
+    use dalab_data::formats::images::{Image, encode_png};
+    let mut state = 12345u32;
+    let mut noise = move || {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        ((state >> 16) % 64) as i32
+    };
+    for (dom, scale, green) in [("src", 1.0, 0), ("tgt", 0.6, 60)] {
+        for (k, class) in ["a_red", "b_blue"].iter().enumerate() {
+            let d = dir.join(dom).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..12 {
+                let mut data = Vec::with_capacity(192);
+                for _ in 0..64 {
+                    let (r, b) = if k == 0 { (200, 40) } else { (40, 200) };
+                    for (c, base) in [r, 90 + green, b].into_iter().enumerate() {
+                        let v = (f64::from(base + noise() - 32) * if c == 1 { 1.0 } else { scale }) as i32;
+                        data.push(v.clamp(0, 255) as u8);
+                    }
+                }
+                let img = Image { width: 8, height: 8, channels: 3, data };
+                std::fs::write(d.join(format!("{i:02}.png")), encode_png(&img)).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn images_decoded_ahead_of_the_step_train_exactly_like_images_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_image_domains(tmp.path());
+    let runs = tmp.path().join("runs");
+    let exp = |load: &str| {
+        let yaml = format!(
+            "name: img-{load}\ndataset:\n  name: image-folders\n  load: {load}\n  prefetch: 2\n  image: {{size: [6, 6], \
+             channels: 3, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}}\n  domains:\n    - {{name: S, folder: src}}\n    \
+             - {{name: T, folder: tgt}}\ntasks: [S→T]\nmethods:\n  dann: {{trade_off: 0.5}}\nmodel:\n  backbone: {{kind: mlp, \
+             hidden: [16]}}\noptim: {{lr: 0.005}}\ntrain: {{iterations: 40, batch_size: 6, eval_interval: 10, \
+             eval_batch_size: 7, threads: 1}}\nselection: source_val\nseeds: [3]\n"
+        );
+        let f = tmp.path().join(format!("{load}.yaml"));
+        std::fs::write(&f, yaml).unwrap();
+        let out = dalab(
+            &[
+                "run",
+                f.to_str().unwrap(),
+                "--runs-dir",
+                runs.to_str().unwrap(),
+                "--data-dir",
+                tmp.path().to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        let (so, se) = text(&out);
+        assert!(out.status.success(), "{load}:\n{so}\n{se}");
+        let dirs = trial_dirs(&runs.join(format!("img-{load}")));
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        let r = read_json(&dirs[0].join("result.json"));
+        let metrics = std::fs::read_to_string(dirs[0].join("metrics.jsonl")).unwrap();
+        // Wall-clock fields differ between runs; everything else must not.
+        let steps: Vec<String> = metrics
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("wall_time");
+                    o.remove("seconds");
+                }
+                v.to_string()
+            })
+            .collect();
+        (r, steps)
+    };
+    let (mem, mem_steps) = exp("memory");
+    let (stream, stream_steps) = exp("stream");
+    for key in ["selected", "last"] {
+        assert_eq!(mem[key], stream[key], "{key}: {mem} vs {stream}");
+    }
+    assert_eq!(mem["last"]["step"].as_u64(), Some(40), "{mem}");
+    assert_eq!(mem_steps, stream_steps);
+}
+
+#[test]
+fn sparse_inputs_need_flat_features_and_an_mlp() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_image_domains(tmp.path());
+    let yaml = "name: sp\ndataset:\n  name: image-folders\n  image: {size: [28, 28], channels: 1, mean: [0.5], std: [0.5]}\n  \
+                domains:\n    - {name: S, folder: src}\n    - {name: T, folder: tgt}\ntasks: [S→T]\nmethods:\n  \
+                source-only: {}\nmodel:\n  backbone: {kind: lenet}\ntrain: {iterations: 2, sparse_inputs: true}\n";
+    let f = tmp.path().join("sp.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    let runs = tmp.path().join("runs");
+    let out = dalab(
+        &["run", f.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap(), "--data-dir", tmp.path().to_str().unwrap()],
+        tmp.path(),
+    );
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{so}\n{se}");
+    assert!(!se.contains("panicked"), "{se}");
+    let all = format!("{so}\n{se}");
+    assert!(all.contains("train.sparse_inputs: needs flat feature vectors") && all.contains("lenet"), "{all}");
+}

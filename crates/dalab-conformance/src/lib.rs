@@ -13,7 +13,9 @@
 //! 4. `predict` is `[n, classes]` and `features` is `[n, d]`;
 //! 5. the method never receives target labels: [`DaBatch`] is destructured exhaustively below, so this crate
 //!    stops compiling if a field is ever added to it;
-//! 6. a checkpoint (`VarStore::save`) loaded into a freshly built model (another seed) gives identical predictions.
+//! 6. a checkpoint (`VarStore::save`) loaded into a freshly built model (another seed) gives identical predictions;
+//! 7. sparse inputs (`train.sparse_inputs`): the same first step on the batch as sparse COO tensors gives the dense
+//!    loss and the dense gradients (to f32 round-off).
 
 use dalab_core::{BuildEnv, DaBatch, Method, MethodFactory, StepCtx, Validate};
 use dalab_nn::{Activation, BackboneConfig, build_backbone};
@@ -118,4 +120,32 @@ pub fn check_with<M: MethodFactory>(cfg: &M::Config, steps: usize) {
     let after = tch::no_grad(|| method2.predict(&xt));
     assert!(after.equal(&pred), "{}: reloaded checkpoint predicts differently", M::NAME);
     assert!(!before.equal(&pred), "{}: a fresh model already predicts like the trained one", M::NAME);
+
+    // 7. Sparse inputs: two models built alike (same seed, so the same random draws in the step), one step each.
+    let grads = |sparse: bool| {
+        let (vs, mut m) = build::<M>(cfg, 5);
+        let conv = |x: &Tensor| if sparse { x.to_sparse_sparse_dim(2) } else { x.shallow_clone() };
+        let b = DaBatch { source_x: conv(&xs), source_y: ys.shallow_clone(), target_x: conv(&xt) };
+        let ctx = StepCtx { progress: 0.3, iteration: 3, total_iterations: 10, device: Device::Cpu };
+        let out = m.training_loss(&b, &ctx).unwrap_or_else(|e| panic!("{}: sparse={sparse}: {e}", M::NAME));
+        out.loss.backward();
+        let mut g: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, v)| v.requires_grad())
+            .map(|(k, v)| {
+                let g = v.grad();
+                (k, if g.defined() { g.to_dense(None, false) } else { v.zeros_like() })
+            })
+            .collect();
+        g.sort_by(|a, b| a.0.cmp(&b.0));
+        (out.loss.double_value(&[]), g)
+    };
+    let ((ld, gd), (ls, gs)) = (grads(false), grads(true));
+    assert!((ld - ls).abs() <= 1e-5 * (1.0 + ld.abs()), "{}: sparse loss {ls} vs dense {ld}", M::NAME);
+    for ((k, a), (_, b)) in gd.iter().zip(&gs) {
+        let scale = 1.0 + a.abs().max().double_value(&[]);
+        let diff = (a - b).abs().max().double_value(&[]);
+        assert!(diff <= 1e-4 * scale, "{}: gradient of {k} differs by {diff} on sparse inputs", M::NAME);
+    }
 }

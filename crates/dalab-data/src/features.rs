@@ -299,7 +299,7 @@ mod tests {
         let t = cfg.load_task("a", "b", p).unwrap();
         assert_eq!(t.source.label_histogram(), vec![1, 1, 1]);
         assert_eq!(t.target.y, vec![2, 0]);
-        assert!((t.source.x[[2, 0]] - 0.6).abs() < 1e-6);
+        assert!((t.source.dense_x().unwrap()[[2, 0]] - 0.6).abs() < 1e-6);
         let t = cfg.load_task("b", "c", p).unwrap();
         assert_eq!(t.target.y, vec![1, 0]);
         assert_eq!(t.target.x.shape(), &[2, 2]);

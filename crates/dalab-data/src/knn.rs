@@ -10,13 +10,15 @@ use rayon::prelude::*;
 use std::path::Path;
 
 /// Index of the nearest source row for each target row.
-pub fn nearest(source: &Domain, target: &Domain) -> Vec<usize> {
-    let d = (source.x.len() / source.len().max(1)).max(1);
+pub fn nearest(source: &Domain, target: &Domain) -> Result<Vec<usize>> {
+    let (sx, tx) = (source.x.to_dense()?, target.x.to_dense()?);
+    let d = (sx.len() / source.len().max(1)).max(1);
     // f64 copies, so that the inner loop is plain indexing (fast even in unoptimised test builds).
-    let xs: Vec<f64> = source.x.as_standard_layout().iter().map(|&v| f64::from(v)).collect();
-    let xt: Vec<f64> = target.x.as_standard_layout().iter().map(|&v| f64::from(v)).collect();
+    let xs: Vec<f64> = sx.as_standard_layout().iter().map(|&v| f64::from(v)).collect();
+    let xt: Vec<f64> = tx.as_standard_layout().iter().map(|&v| f64::from(v)).collect();
     let ns = source.len();
-    xt.par_chunks(d)
+    Ok(xt
+        .par_chunks(d)
         .map(|q| {
             let mut best = f64::INFINITY;
             let mut arg = 0;
@@ -41,17 +43,17 @@ pub fn nearest(source: &Domain, target: &Domain) -> Vec<usize> {
             }
             arg
         })
-        .collect()
+        .collect())
 }
 
 /// Accuracy (%) of the 1-NN classifier trained on `source`, on `target`.
-pub fn one_nn_accuracy(source: &Domain, target: &Domain) -> f64 {
+pub fn one_nn_accuracy(source: &Domain, target: &Domain) -> Result<f64> {
     if target.is_empty() || source.is_empty() {
-        return 0.0;
+        return Ok(0.0);
     }
-    let nn = nearest(source, target);
+    let nn = nearest(source, target)?;
     let hits = nn.iter().zip(&target.y).filter(|&(&j, &y)| source.y[j] == y).count();
-    100.0 * hits as f64 / target.len() as f64
+    Ok(100.0 * hits as f64 / target.len() as f64)
 }
 
 /// One row of the 1-NN table.
@@ -116,7 +118,7 @@ pub fn jda_table(data_dir: &Path, datasets: &[String]) -> Result<Vec<BaselineRow
                 dataset: ds.to_string(),
                 source: s.to_string(),
                 target: t.to_string(),
-                accuracy: one_nn_accuracy(get(s), get(t)),
+                accuracy: one_nn_accuracy(get(s), get(t))?,
                 paper: Some(*p),
             });
         }
@@ -129,7 +131,7 @@ pub fn jda_table(data_dir: &Path, datasets: &[String]) -> Result<Vec<BaselineRow
                 dataset: ds.to_string(),
                 source: s.to_string(),
                 target: t.to_string(),
-                accuracy: one_nn_accuracy(&task.source, &task.target),
+                accuracy: one_nn_accuracy(&task.source, &task.target)?,
                 paper: Some(*p),
             });
         }
@@ -168,14 +170,14 @@ mod tests {
     fn nearest_matches_brute_force_and_breaks_ties_to_the_first() {
         let s = dom(array![[0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [5.0, 5.0]], vec![0, 1, 0, 1]);
         let t = dom(array![[0.9, 1.2], [4.0, 4.0], [0.1, -0.1]], vec![1, 1, 1]);
-        assert_eq!(nearest(&s, &t), vec![1, 3, 0]);
-        assert!((one_nn_accuracy(&s, &t) - 200.0 / 3.0).abs() < 1e-12);
+        assert_eq!(nearest(&s, &t).unwrap(), vec![1, 3, 0]);
+        assert!((one_nn_accuracy(&s, &t).unwrap() - 200.0 / 3.0).abs() < 1e-12);
         // Random data against a brute-force argmin.
         let n = 40;
         let xs = ndarray::Array2::from_shape_fn((n, 37), |(i, j)| ((i * 7919 + j * 104729) % 1000) as f32 / 100.0);
         let xt = ndarray::Array2::from_shape_fn((n, 37), |(i, j)| ((i * 31 + j * 17 + 5) % 1000) as f32 / 100.0);
         let (s, t) = (dom(xs.clone(), vec![0; n]), dom(xt.clone(), vec![0; n]));
-        let got = nearest(&s, &t);
+        let got = nearest(&s, &t).unwrap();
         for (i, q) in xt.rows().into_iter().enumerate() {
             let d: Vec<f64> = xs
                 .rows()

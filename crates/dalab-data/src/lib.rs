@@ -18,27 +18,70 @@ pub mod moons;
 pub mod office_caltech;
 pub mod preprocess;
 pub mod sampling;
+pub mod stream;
 
 pub use dataset::DatasetConfig;
 pub use error::{Error, Result};
 pub use manifest::data_dir;
+pub use stream::ImageFiles;
 
 use ndarray::{ArrayD, Axis};
+use std::borrow::Cow;
 
-/// One domain's samples in memory.
+/// Where a domain's samples are: decoded in memory, or image files decoded batch by batch while training
+/// (the trainer decodes them on the rayon pool, ahead of the step that needs them, into a bounded queue).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Features {
+    /// `[n, sample_shape...]` in memory.
+    Dense(ArrayD<f32>),
+    /// Image files, decoded on demand to `[C, H, W]` each.
+    Files(ImageFiles),
+}
+
+impl Features {
+    /// The full shape `[n, sample_shape...]`.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Features::Dense(x) => x.shape().to_vec(),
+            Features::Files(f) => {
+                let mut s = vec![f.len()];
+                s.extend(f.sample_shape());
+                s
+            }
+        }
+    }
+
+    /// The in-memory array, or `None` for files decoded on demand.
+    pub fn dense(&self) -> Option<&ArrayD<f32>> {
+        match self {
+            Features::Dense(x) => Some(x),
+            Features::Files(_) => None,
+        }
+    }
+
+    /// The in-memory array; files are decoded (all of them, in parallel) first.
+    pub fn to_dense(&self) -> Result<Cow<'_, ArrayD<f32>>> {
+        match self {
+            Features::Dense(x) => Ok(Cow::Borrowed(x)),
+            Features::Files(f) => Ok(Cow::Owned(f.decode_all()?.into_dyn())),
+        }
+    }
+}
+
+/// One domain's samples.
 ///
 /// `x` has shape `[n, sample_shape...]` (e.g. `[n, 2]` for moons, `[n, 800]` for SURF, `[n, 3, 28, 28]` for
 /// images), `y[i]` is the class index of sample `i` in `0..class_names.len()`.
 #[derive(Debug, Clone)]
 pub struct Domain {
     pub name: String,
-    pub x: ArrayD<f32>,
+    pub x: Features,
     pub y: Vec<i64>,
     pub class_names: Vec<String>,
 }
 
 impl Domain {
-    /// Builds a domain and checks that features, labels and classes agree.
+    /// Builds an in-memory domain and checks that features, labels and classes agree.
     pub fn new(name: impl Into<String>, x: ArrayD<f32>, y: Vec<i64>, class_names: Vec<String>) -> Result<Self> {
         let name = name.into();
         if x.ndim() < 2 {
@@ -48,17 +91,34 @@ impl Domain {
             )));
         }
         let n = x.len_of(Axis(0));
-        if n != y.len() {
-            return Err(Error::Invalid(format!("domain `{name}`: {n} feature rows but {} labels", y.len())));
-        }
-        let k = class_names.len() as i64;
-        if let Some((i, &bad)) = y.iter().enumerate().find(|&(_, &c)| c < 0 || c >= k) {
-            return Err(Error::Invalid(format!("domain `{name}`: label {bad} of sample {i} is outside 0..{k}")));
-        }
+        check_labels(&name, n, &y, &class_names)?;
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
             return Err(Error::Invalid(format!("domain `{name}`: non-finite feature value at flat index {i}")));
         }
-        Ok(Self { name, x, y, class_names })
+        Ok(Self { name, x: Features::Dense(x), y, class_names })
+    }
+
+    /// Builds a domain whose images are decoded on demand (`files.len()` samples).
+    pub fn from_files(
+        name: impl Into<String>,
+        files: ImageFiles,
+        y: Vec<i64>,
+        class_names: Vec<String>,
+    ) -> Result<Self> {
+        let name = name.into();
+        check_labels(&name, files.len(), &y, &class_names)?;
+        Ok(Self { name, x: Features::Files(files), y, class_names })
+    }
+
+    /// The features as an in-memory array; an error (naming the domain) for a domain streamed from files.
+    pub fn dense_x(&self) -> Result<&ArrayD<f32>> {
+        self.x.dense().ok_or_else(|| {
+            Error::Invalid(format!(
+                "domain `{}` is decoded from image files on demand; this needs it in memory (set the dataset's \
+                 `load: memory`)",
+                self.name
+            ))
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -74,8 +134,8 @@ impl Domain {
     }
 
     /// Shape of one sample (`x.shape()[1..]`).
-    pub fn sample_shape(&self) -> &[usize] {
-        &self.x.shape()[1..]
+    pub fn sample_shape(&self) -> Vec<usize> {
+        self.x.shape()[1..].to_vec()
     }
 
     /// Number of samples of each class.
@@ -86,6 +146,17 @@ impl Domain {
         }
         h
     }
+}
+
+fn check_labels(name: &str, n: usize, y: &[i64], class_names: &[String]) -> Result<()> {
+    if n != y.len() {
+        return Err(Error::Invalid(format!("domain `{name}`: {n} feature rows but {} labels", y.len())));
+    }
+    let k = class_names.len() as i64;
+    if let Some((i, &bad)) = y.iter().enumerate().find(|&(_, &c)| c < 0 || c >= k) {
+        return Err(Error::Invalid(format!("domain `{name}`: label {bad} of sample {i} is outside 0..{k}")));
+    }
+    Ok(())
 }
 
 /// The data of one adaptation task `source → target`.

@@ -110,7 +110,7 @@ mod tests {
         assert_eq!(t.source.label_histogram(), vec![150, 150]);
         assert_eq!(t.target.label_histogram(), vec![150, 150]);
         // Source is centred on its own mean.
-        let m = t.source.x.mean_axis(ndarray::Axis(0)).unwrap();
+        let m = t.source.dense_x().unwrap().mean_axis(ndarray::Axis(0)).unwrap();
         assert!(m.iter().all(|v| v.abs() < 1e-6), "{m:?}");
     }
 
@@ -133,7 +133,7 @@ mod tests {
         let (raw, _) = sample(cfg.n_per_class, 0.0, cfg.seed);
         let mean = raw.mean_axis(ndarray::Axis(0)).unwrap();
         let (s, c) = (-cfg.rotation_deg).to_radians().sin_cos();
-        for (i, row) in t.target.x.outer_iter().enumerate() {
+        for (i, row) in t.target.dense_x().unwrap().outer_iter().enumerate() {
             let (a, b) = (f64::from(row[0]), f64::from(row[1]));
             let (u, v) = (c * a - s * b + mean[0], s * a + c * b + mean[1]);
             let on_curve = if t.target.y[i] == 1 {

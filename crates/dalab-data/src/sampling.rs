@@ -42,7 +42,13 @@ pub fn draw_per_class(labels: &[i64], per_class: usize, seed: u64, stream: &str)
 pub fn subset(d: &crate::Domain, idx: &[usize]) -> crate::Domain {
     crate::Domain {
         name: d.name.clone(),
-        x: d.x.select(ndarray::Axis(0), idx),
+        x: match &d.x {
+            crate::Features::Dense(x) => crate::Features::Dense(x.select(ndarray::Axis(0), idx)),
+            crate::Features::Files(f) => crate::Features::Files(crate::ImageFiles {
+                paths: idx.iter().map(|&i| f.paths[i].clone()).collect(),
+                ..f.clone()
+            }),
+        },
         y: idx.iter().map(|&i| d.y[i]).collect(),
         class_names: d.class_names.clone(),
     }

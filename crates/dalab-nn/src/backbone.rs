@@ -78,6 +78,18 @@ impl Default for BackboneConfig {
     }
 }
 
+impl BackboneConfig {
+    /// The `kind:` as written in YAML.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            BackboneConfig::Mlp { .. } => "mlp",
+            BackboneConfig::DannDigits { .. } => "dann-digits",
+            BackboneConfig::Lenet { .. } => "lenet",
+            BackboneConfig::Torchscript { .. } => "torchscript",
+        }
+    }
+}
+
 impl Validate for BackboneConfig {
     fn validate(&self) -> std::result::Result<(), String> {
         match self {

@@ -146,8 +146,11 @@ fn spawn(
     if let Some(d) = plan.devices.get(slot) {
         cmd.arg("--device").arg(d);
     }
-    // libtorch/OpenMP read these at start; the child also sets its intra-op threads explicitly.
-    cmd.env("OMP_NUM_THREADS", plan.threads.to_string()).env("MKL_NUM_THREADS", plan.threads.to_string());
+    // libtorch/OpenMP read these at start; the child also sets its intra-op threads explicitly. Rayon's pool
+    // (image decoding ahead of the step, metrics) gets the same share of the cores.
+    cmd.env("OMP_NUM_THREADS", plan.threads.to_string())
+        .env("MKL_NUM_THREADS", plan.threads.to_string())
+        .env("RAYON_NUM_THREADS", plan.threads.to_string());
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| Error::Other(format!("cannot start {}: {e}", plan.exe.display())))?;
     let json = serde_json::to_vec(trial).expect("trials serialize");

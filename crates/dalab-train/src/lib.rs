@@ -20,7 +20,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::PathBuf;
-use stream::{BatchStream, features_tensor, labels_tensor};
+use stream::{BatchStream, DomainInputs, labels_tensor};
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
 
 /// Errors of a training run. Each names the step, file or key at fault.
@@ -111,38 +111,43 @@ pub struct TrialSpec<'a> {
 }
 
 /// Evaluates classification accuracy of `predict` on `(x, y)` in batches, without gradients.
-fn accuracy(method: &dyn dalab_core::Method, x: &Tensor, y: &Tensor, batch: usize) -> f64 {
+fn accuracy(
+    method: &dyn dalab_core::Method,
+    x: &DomainInputs,
+    y: &Tensor,
+    batch: usize,
+    device: Device,
+) -> Result<f64> {
     tch::no_grad(|| {
-        let n = x.size()[0];
         let mut correct = 0i64;
-        let mut start = 0;
-        while start < n {
-            let len = (batch as i64).min(n - start);
-            let pred = method.predict(&x.narrow(0, start, len)).argmax(-1, false);
+        x.for_each_batch::<Error>(batch, device, |start, xb| {
+            let pred = method.predict(xb).argmax(-1, false);
+            let len = xb.size()[0];
             correct += pred.eq_tensor(&y.narrow(0, start, len)).sum(Kind::Int64).int64_value(&[]);
-            start += len;
-        }
-        correct as f64 / n as f64
+            Ok(())
+        })?;
+        Ok(correct as f64 / x.len().max(1) as f64)
     })
 }
 
 struct EvalSet {
-    source: (Tensor, Tensor),
-    source_val: Option<(Tensor, Tensor)>,
-    target: (Tensor, Tensor),
-    target_test: Option<(Tensor, Tensor)>,
+    source: (DomainInputs, Tensor),
+    source_val: Option<(DomainInputs, Tensor)>,
+    target: (DomainInputs, Tensor),
+    target_test: Option<(DomainInputs, Tensor)>,
+    device: Device,
 }
 
 impl EvalSet {
-    fn evaluate(&self, m: &dyn dalab_core::Method, step: usize, b: usize) -> EvalRecord {
-        let acc = |(x, y): &(Tensor, Tensor)| accuracy(m, x, y, b);
-        EvalRecord {
+    fn evaluate(&self, m: &dyn dalab_core::Method, step: usize, b: usize) -> Result<EvalRecord> {
+        let acc = |(x, y): &(DomainInputs, Tensor)| accuracy(m, x, y, b, self.device);
+        Ok(EvalRecord {
             step,
-            source: acc(&self.source),
-            source_val: self.source_val.as_ref().map(acc),
-            target: acc(&self.target),
-            target_test: self.target_test.as_ref().map(acc),
-        }
+            source: acc(&self.source)?,
+            source_val: self.source_val.as_ref().map(acc).transpose()?,
+            target: acc(&self.target)?,
+            target_test: self.target_test.as_ref().map(acc).transpose()?,
+        })
     }
 }
 
@@ -218,8 +223,9 @@ fn train_inner(
     let device = spec.device;
     dalab_core::seed::seed_everything(spec.seed);
 
-    // Data: the source (minus a held-out split for `source_val`) and the target as tensors on the device.
-    let xs = features_tensor(&task.source.x, device);
+    // Data: the source (minus a held-out split for `source_val`) and the target, as tensors on the device or as
+    // image files decoded batch by batch ahead of the step (dalab-data's prefetcher).
+    let xs = DomainInputs::new(&task.source.x, device);
     let ys = labels_tensor(&task.source.y, device);
     let (train_src, source_val) = if st.selection == Selection::SourceVal {
         let n = task.source.len();
@@ -230,24 +236,50 @@ fn train_inner(
                 tc.source_val_fraction
             )));
         }
-        let mut idx: Vec<i64> = (0..n as i64).collect();
+        let mut idx: Vec<usize> = (0..n).collect();
         idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(dalab_core::seed::derive(spec.seed, 3)));
-        let val = Tensor::from_slice(&idx[..n_val]).to_device(device);
-        let tr = Tensor::from_slice(&idx[n_val..]).to_device(device);
-        ((xs.index_select(0, &tr), ys.index_select(0, &tr)), Some((xs.index_select(0, &val), ys.index_select(0, &val))))
+        let labels = |ix: &[usize]| {
+            let i: Vec<i64> = ix.iter().map(|&k| k as i64).collect();
+            ys.index_select(0, &Tensor::from_slice(&i).to_device(device))
+        };
+        let (val, tr) = idx.split_at(n_val);
+        ((xs.subset(tr), labels(tr)), Some((xs.subset(val), labels(val))))
     } else {
-        ((xs.shallow_clone(), ys.shallow_clone()), None)
+        ((xs, ys), None)
     };
-    let xt = features_tensor(&task.target.x, device);
+    let xt = DomainInputs::new(&task.target.x, device);
     let yt = labels_tensor(&task.target.y, device); // evaluator only
+    let sparse = tc.sparse_inputs;
+    if sparse {
+        let is_mlp = matches!(st.model.backbone, dalab_nn::BackboneConfig::Mlp { .. });
+        if task.source.sample_shape().len() != 1 || !is_mlp || matches!(xt, DomainInputs::Files(_)) {
+            return Err(Error::Invalid(format!(
+                "train.sparse_inputs: needs flat feature vectors and `model.backbone.kind: mlp` (features {:?}, \
+                 backbone {})",
+                task.source.sample_shape(),
+                st.model.backbone.kind_name()
+            )));
+        }
+    }
+    let src_stream_inputs = train_src.0.share();
+    let tgt_stream_inputs = xt.share();
     let eval_set = EvalSet {
-        source: (train_src.0.shallow_clone(), train_src.1.shallow_clone()),
+        source: train_src,
         source_val,
-        target: (xt.shallow_clone(), yt),
-        target_test: task.target_test.as_ref().map(|d| (features_tensor(&d.x, device), labels_tensor(&d.y, device))),
+        target: (xt, yt),
+        target_test: task.target_test.as_ref().map(|d| (DomainInputs::new(&d.x, device), labels_tensor(&d.y, device))),
+        device,
     };
-    let mut src_stream = BatchStream::new(train_src.0, Some(train_src.1), dalab_core::seed::derive(spec.seed, 1));
-    let mut tgt_stream = BatchStream::new(xt, None, dalab_core::seed::derive(spec.seed, 2));
+    let src_labels = eval_set.source.1.shallow_clone();
+    let mut src_stream = BatchStream::new(
+        src_stream_inputs,
+        Some(src_labels),
+        tc.batch_size,
+        dalab_core::seed::derive(spec.seed, 1),
+        device,
+    )?;
+    let mut tgt_stream =
+        BatchStream::new(tgt_stream_inputs, None, tc.batch_size, dalab_core::seed::derive(spec.seed, 2), device)?;
 
     // Model: backbone from `model:`, then the method around it.
     let vs = nn::VarStore::new(device);
@@ -288,8 +320,12 @@ fn train_inner(
         if has_backbone_group && backbone_mult != 1.0 {
             opt.set_lr_group(BACKBONE_GROUP, lr * backbone_mult);
         }
-        let (sx, sy) = src_stream.next_batch(tc.batch_size);
-        let (tx, _) = tgt_stream.next_batch(tc.batch_size);
+        let (mut sx, sy) = src_stream.next_batch()?;
+        let (mut tx, _) = tgt_stream.next_batch()?;
+        if sparse {
+            sx = sx.to_sparse_sparse_dim(2);
+            tx = tx.to_sparse_sparse_dim(2);
+        }
         let batch = DaBatch { source_x: sx, source_y: sy.expect("source stream has labels"), target_x: tx };
         let ctx = StepCtx { progress: p, iteration: it, total_iterations: total, device };
         let out = method.training_loss(&batch, &ctx)?;
@@ -309,7 +345,7 @@ fn train_inner(
             }
         }
         if step % tc.eval_interval == 0 || step == total {
-            let rec = eval_set.evaluate(method.as_ref(), step, tc.eval_batch_size);
+            let rec = eval_set.evaluate(method.as_ref(), step, tc.eval_batch_size)?;
             for s in sinks.iter_mut() {
                 s.eval(&rec)?;
             }

@@ -228,29 +228,57 @@ pub struct ImageSet {
     pub paths: Vec<PathBuf>,
 }
 
-/// Decodes, resizes and normalises image files (in parallel). Errors name the file.
-pub fn load_files(paths: &[PathBuf], opts: &ImageOptions) -> Result<Array4<f32>> {
-    opts.validate().map_err(Error::Invalid)?;
+/// Decodes one image file into `out` (`channels · h · w` values, channel-major): pixel/255, resized to
+/// `opts.size`, normalised with `opts.mean`/`opts.std`. Errors name the file. `opts` must be valid.
+pub fn decode_file_into(path: &Path, opts: &ImageOptions, out: &mut [f32]) -> Result<()> {
     let [oh, ow] = opts.size;
     let c = opts.channels;
-    let mut x = Array4::<f32>::zeros((paths.len(), c, oh, ow));
-    x.axis_iter_mut(Axis(0)).into_par_iter().zip(paths.par_iter()).try_for_each(|(mut out, p)| -> Result<()> {
-        let bytes = super::read_bytes(p)?;
-        let img = decode(&bytes).map_err(|m| Error::format(p, m))?;
-        if img.width == 0 || img.height == 0 {
-            return Err(Error::format(p, "empty image"));
-        }
-        let mut chw = vec![0f32; c * img.height * img.width];
-        fill_chw(&img, &mut chw, c);
-        let plane = img.height * img.width;
-        for k in 0..c {
-            let r = resize_plane(&chw[k * plane..(k + 1) * plane], img.height, img.width, oh, ow);
-            let (m, s) = (opts.mean[k], opts.std[k]);
-            out.index_axis_mut(Axis(0), k).iter_mut().zip(r).for_each(|(d, v)| *d = (v - m) / s);
-        }
-        Ok(())
-    })?;
-    Ok(x)
+    debug_assert_eq!(out.len(), c * oh * ow);
+    let bytes = super::read_bytes(path)?;
+    let img = decode(&bytes).map_err(|m| Error::format(path, m))?;
+    if img.width == 0 || img.height == 0 {
+        return Err(Error::format(path, "empty image"));
+    }
+    let mut chw = vec![0f32; c * img.height * img.width];
+    fill_chw(&img, &mut chw, c);
+    let plane = img.height * img.width;
+    for k in 0..c {
+        let r = resize_plane(&chw[k * plane..(k + 1) * plane], img.height, img.width, oh, ow);
+        let (m, s) = (opts.mean[k], opts.std[k]);
+        out[k * oh * ow..(k + 1) * oh * ow].iter_mut().zip(r).for_each(|(d, v)| *d = (v - m) / s);
+    }
+    Ok(())
+}
+
+/// Decodes `paths[idx[0]], paths[idx[1]], …` (in parallel on the rayon pool) into one `[idx.len(), C, H, W]`
+/// buffer, row-major. Errors name the first failing file (in `idx` order).
+pub fn decode_files(paths: &[PathBuf], idx: &[usize], opts: &ImageOptions) -> Result<Vec<f32>> {
+    opts.validate().map_err(Error::Invalid)?;
+    let per = opts.channels * opts.size[0] * opts.size[1];
+    let mut x = vec![0f32; idx.len() * per];
+    if per == 0 {
+        return Ok(x);
+    }
+    let errors: Vec<Option<Error>> = x
+        .par_chunks_mut(per)
+        .zip(idx.par_iter())
+        .map(|(out, &i)| match paths.get(i) {
+            Some(p) => decode_file_into(p, opts, out).err(),
+            None => Some(Error::Invalid(format!("image index {i} is outside 0..{}", paths.len()))),
+        })
+        .collect();
+    match errors.into_iter().flatten().next() {
+        Some(e) => Err(e),
+        None => Ok(x),
+    }
+}
+
+/// Decodes, resizes and normalises image files (in parallel). Errors name the file.
+pub fn load_files(paths: &[PathBuf], opts: &ImageOptions) -> Result<Array4<f32>> {
+    let [oh, ow] = opts.size;
+    let idx: Vec<usize> = (0..paths.len()).collect();
+    let x = decode_files(paths, &idx, opts)?;
+    Array4::from_shape_vec((paths.len(), opts.channels, oh, ow), x).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// True for the file names read as images.
