@@ -126,7 +126,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.cmd {
         Cmd::Data(c) => cmd_data::run_data(&c, cli.data_dir.as_deref()).map_err(runtime),
         Cmd::Baseline(a) => cmd_data::run_baseline(&a, cli.data_dir.as_deref()).map_err(runtime),
-        Cmd::Divergence(a) => cmd_divergence::run(&a).map_err(runtime),
+        Cmd::Divergence(a) => cmd_divergence::run(&a, &data).map_err(runtime),
         Cmd::Methods => {
             for e in registry().entries() {
                 println!("{:<14} {}", e.name, e.summary);

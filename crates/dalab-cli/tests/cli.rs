@@ -675,3 +675,81 @@ fn sparse_inputs_need_flat_features_and_an_mlp() {
     let all = format!("{so}\n{se}");
     assert!(all.contains("train.sparse_inputs: needs flat feature vectors") && all.contains("lenet"), "{all}");
 }
+
+#[test]
+fn divergence_over_a_datasets_domains() {
+    let Some(data) = shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (d, out_dir) = (data.to_str().unwrap(), tmp.path().to_str().unwrap());
+    let csv_rows = |name: &str| -> Vec<Vec<String>> {
+        let csv = std::fs::read_to_string(tmp.path().join(format!("{name}.csv"))).unwrap();
+        csv.lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
+    };
+    // A named dataset with its default protocol (SURF: row-sum normalise, then z-score), two of its domains.
+    let out = dalab(
+        &[
+            "divergence",
+            "--dataset",
+            "office-caltech10-surf",
+            "--domains",
+            "D,W",
+            "--metrics",
+            "mmd,coral",
+            "--data-dir",
+            d,
+            "--out-dir",
+            out_dir,
+            "--name",
+            "named",
+        ],
+        &repo(),
+    );
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(so.contains("# dataset office-caltech10-surf"), "{so}");
+    let rows = csv_rows("named");
+    assert_eq!(rows.len(), 3, "header + D→W + W→D: {rows:?}");
+    assert_eq!((rows[1][0].as_str(), rows[1][1].as_str(), rows[1][2].as_str()), ("D", "W", "157"));
+
+    // The same two domains as a `feature-files` dataset without normalisation must give what the files give
+    // directly (features pass through f32 in the dataset: 1e-5 relative).
+    let yaml = tmp.path().join("exp.yaml");
+    std::fs::write(
+        &yaml,
+        "name: x\ndataset:\n  name: feature-files\n  domains:\n    - {name: D, path: office_caltech10_surf/dslr_SURF_L10.mat, \
+         features: fts, labels: labels}\n    - {name: W, path: office_caltech10_surf/webcam_SURF_L10.mat, features: fts, \
+         labels: labels}\n",
+    )
+    .unwrap();
+    let args = |extra: &[&str], name: &str| {
+        let mut a = vec!["divergence", "--metrics", "mmd,coral", "--data-dir", d, "--out-dir", out_dir, "--name", name];
+        a.extend_from_slice(extra);
+        let out = dalab(&a, &repo());
+        assert!(out.status.success(), "{:?}", text(&out));
+        csv_rows(name)
+    };
+    let surf = data.join("office_caltech10_surf");
+    let (dp, wp) = (
+        format!("D={}", surf.join("dslr_SURF_L10.mat").display()),
+        format!("W={}", surf.join("webcam_SURF_L10.mat").display()),
+    );
+    let from_yaml = args(&["--dataset", yaml.to_str().unwrap()], "yaml");
+    let from_files = args(&["--domain", &dp, "--domain", &wp, "--key", "fts"], "files");
+    assert_eq!(from_yaml.len(), 3);
+    let header = &from_yaml[0];
+    for col in ["mmd2", "coral"] {
+        let k = header.iter().position(|h| h == col).unwrap_or_else(|| panic!("no {col} in {header:?}"));
+        for r in 1..3 {
+            let (a, b): (f64, f64) = (from_yaml[r][k].parse().unwrap(), from_files[r][k].parse().unwrap());
+            assert!((a - b).abs() <= 1e-5 * b.abs(), "{col} row {r}: {a} vs {b}");
+        }
+    }
+    // Errors name the problem.
+    let out =
+        dalab(&["divergence", "--dataset", "office-caltech10-surf", "--domains", "D,X", "--data-dir", d], &repo());
+    let (_, se) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(se.contains("no domain `X`") && se.contains("A, C, D, W"), "{se}");
+    let out = dalab(&["divergence", "--dataset", "office-31", "--data-dir", d], &repo());
+    assert!(text(&out).1.contains("unknown dataset `office-31`"), "{:?}", text(&out));
+}
