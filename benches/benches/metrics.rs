@@ -1,6 +1,7 @@
 //! Benchmarks of `dalab-metrics` at the shapes of `../shared/peers/numpy_divergence_bench.py`:
 //! n ∈ {500, 2000} rows per domain, d ∈ {256, 2048}, source ~ N(0, 1), target ~ N(0.1, 1.1²), plus one GEMM of
-//! the shape of the pairwise-distance product ((2n × d) · (d × 2n), f32 as the peer).
+//! the shape of the pairwise-distance product ((2n × d) · (d × 2n), f32 as the peer) by the kernel of the MMD's f32
+//! Gram tiles (`dalab_metrics::gemm`: dalab's AVX-512F kernel where the CPU has it, else matrixmultiply).
 //!
 //! Modes (environment variables):
 //! - none: criterion (`cargo bench -p dalab-benches --bench metrics`), small sample counts;
@@ -15,8 +16,9 @@
 use criterion::{Criterion, criterion_group};
 use dalab_metrics::adist::{ADistanceSettings, proxy_a_distance};
 use dalab_metrics::coral::coral_distance;
+use dalab_metrics::gemm::{kernel_name, matmul_nt_into};
 use dalab_metrics::mmd::{Estimator, MmdSettings, Precision, mmd2};
-use ndarray::{Array2, linalg::general_mat_mul};
+use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -65,8 +67,9 @@ fn run_metric(name: &str, xs: &Array2<f64>, xt: &Array2<f64>, gemm: &mut Option<
     .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// `Z Zᵀ` for the pooled f32 sample, one matrixmultiply call on the rayon-sized thread count is not available,
-/// so the GEMM is split in row blocks over the rayon pool (as the MMD does), full square (no symmetry saving).
+/// `Z Zᵀ` for the pooled f32 sample, full square (no symmetry saving), through `dalab_metrics::gemm::matmul_nt_into`:
+/// the kernel the MMD's f32 Gram tiles use (on CPUs with AVX-512F dalab's packed 14×32 kernel, elsewhere
+/// matrixmultiply; `dalab_metrics::gemm::kernel_name()` says which), row blocks on the rayon pool, packing included.
 struct GemmCase {
     z: Array2<f32>,
     out: Array2<f32>,
@@ -80,15 +83,7 @@ impl GemmCase {
     }
 
     fn run(&mut self) -> f64 {
-        use rayon::prelude::*;
-        let n = self.z.nrows();
-        let rows = n.div_ceil(rayon::current_num_threads() * 4).max(1);
-        let z = &self.z;
-        self.out.axis_chunks_iter_mut(ndarray::Axis(0), rows).into_par_iter().enumerate().for_each(|(i, mut c)| {
-            let lo = i * rows;
-            let a = z.slice(ndarray::s![lo..lo + c.nrows(), ..]);
-            general_mat_mul(1.0, &a, &z.t(), 0.0, &mut c);
-        });
+        matmul_nt_into(self.z.view(), self.z.view(), self.out.view_mut());
         f64::from(self.out[[0, 0]])
     }
 }
@@ -117,6 +112,9 @@ fn selected_metrics() -> Vec<String> {
 fn medians_mode() {
     let reps: usize = std::env::var("DALAB_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
     let threads = rayon::current_num_threads();
+    if selected_metrics().iter().any(|m| m == "gemm") {
+        eprintln!("gemm kernel: {}", kernel_name());
+    }
     for (n, d) in selected_shapes() {
         let (xs, xt) = data(n, d);
         let mut gemm = None;

@@ -4,14 +4,17 @@
 //!
 //! ```text
 //! cargo xtask bench-metrics [--n 500,2000] [--d 256,2048] [--threads 1,2] [--reps 5] [--metrics a,b]
-//!                           [--no-peer] [--large N]
+//!                           [--no-peer] [--peer-cold] [--large N]
 //! ```
 //! - `reps` repetitions (default 5), each running, for every thread count t, first dalab then the peer, so that load
 //!   changes on a shared machine hit both alike; the medians over the repetitions are compared.
 //! - dalab: `cargo bench -p dalab-benches --bench metrics` in its medians mode (`DALAB_BENCH_MEDIANS=1`,
 //!   `DALAB_BENCH_REPS=1`, `RAYON_NUM_THREADS=t`): per case a warm-up run, then one timed run.
-//! - peer: the script once (`OPENBLAS_NUM_THREADS`/`OMP_NUM_THREADS`/`MKL_NUM_THREADS` = t), scikit-learn imported
-//!   beforehand so that the first a_distance does not pay the import; and a NumPy f32 GEMM `z @ w.T` (w a copy of z, so
+//! - peer: the script twice in one Python process (`OPENBLAS_NUM_THREADS`/`OMP_NUM_THREADS`/`MKL_NUM_THREADS` = t),
+//!   the first pass as an untimed warm-up (output discarded) so that, like dalab's, each timed call runs warm (NumPy's
+//!   allocator and pages, BLAS threads); `--peer-cold` times the first pass instead, one cold call per process
+//!   (slower: about 1.3–1.6 s instead of 0.7 s for mmd2_biased at n = 2000, d = 2048 on one thread). Scikit-learn is
+//!   imported beforehand so that the first a_distance does not pay the import. And a NumPy f32 GEMM `z @ w.T` (w a copy of z, so
 //!   that NumPy does not switch to a half-flop symmetric update) of the pairwise-distance shape ((2n × d)·(d × 2n)),
 //!   the same product as dalab's `gemm` case, for the GEMM comparison.
 //! - NumPy and scikit-learn: the first `python3` that imports both, else a venv at `target/peer-venv` (created
@@ -33,6 +36,7 @@ struct Opts {
     reps: usize,
     metrics: Option<String>,
     peer: bool,
+    peer_warm: bool,
     large: Option<usize>,
 }
 
@@ -52,6 +56,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         reps: 5,
         metrics: None,
         peer: true,
+        peer_warm: true,
         large: None,
     };
     let mut it = args.iter();
@@ -63,10 +68,11 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--reps" => o.reps = parse_list(a, it.next())?.first().copied().unwrap_or(5).max(1),
             "--metrics" => o.metrics = Some(it.next().ok_or("--metrics needs a value")?.clone()),
             "--no-peer" => o.peer = false,
+            "--peer-cold" => o.peer_warm = false,
             "--large" => o.large = parse_list(a, it.next())?.first().copied(),
             "-h" | "--help" => {
                 return Err("usage: cargo xtask bench-metrics [--n 500,2000] [--d 256,2048] [--threads 1,2] \
-                            [--reps 5] [--metrics mmd2_biased,...] [--no-peer] [--large 50000]"
+                            [--reps 5] [--metrics mmd2_biased,...] [--no-peer] [--peer-cold] [--large 50000]"
                     .into());
             }
             other => return Err(format!("bench-metrics: unknown argument `{other}`")),
@@ -203,13 +209,17 @@ fn peer_script() -> Result<PathBuf, String> {
 
 /// One run of the peer script (and of the NumPy GEMM) at `t` BLAS threads.
 fn peer_run(o: &Opts, python: &Path, script: &Path, t: usize, out: &mut BTreeMap<Key, Vec<f64>>) -> Result<(), String> {
+    let script_path = format!("{:?}", script.display().to_string());
+    let warm_up = if o.peer_warm {
+        format!("with contextlib.redirect_stdout(io.StringIO()): runpy.run_path({script_path}, run_name='__main__')\n")
+    } else {
+        String::new()
+    };
     let runner = format!(
-        "import runpy, sys; import sklearn.svm; sys.argv = [{:?}, '--n', {}, '--d', {}]; \
-         runpy.run_path({:?}, run_name='__main__')",
-        script.display().to_string(),
+        "import contextlib, io, runpy, sys; import sklearn.svm; sys.argv = [{script_path}, '--n', {}, '--d', {}]\n\
+         {warm_up}runpy.run_path({script_path}, run_name='__main__')",
         o.n.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", "),
         o.d.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(", "),
-        script.display().to_string(),
     );
     let ts = t.to_string();
     let env_threads =

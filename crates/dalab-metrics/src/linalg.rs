@@ -2,6 +2,7 @@
 //! matrix is ever allocated. Tiles run in parallel on the rayon pool; per-tile results come back in a
 //! fixed order and are summed sequentially, so results do not depend on the thread count.
 
+use crate::gemm;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, LinalgScalar, s};
 use rayon::prelude::*;
@@ -10,11 +11,92 @@ use std::ops::Range;
 /// A float type the Gram products can run in (`f32` for speed, `f64` for reference accuracy).
 pub(crate) trait GemmScalar: LinalgScalar + Send + Sync + Into<f64> {
     fn from_f64(v: f64) -> Self;
+
+    /// The tiles of [`map_gram_tiles_on`] by a faster kernel than `general_mat_mul`, where this type has one on
+    /// `path`; `None`: use `general_mat_mul`.
+    fn map_gram_tiles_fast<R, F>(
+        _path: gemm::Path,
+        _z: ArrayView2<'_, Self>,
+        _tiles: &[Range<usize>],
+        _pairs: &[(usize, usize)],
+        _diagonal: Diagonal,
+        _f: &F,
+    ) -> Option<Vec<R>>
+    where
+        R: Send,
+        F: Fn(usize, usize, ArrayView2<'_, Self>) -> R + Sync,
+    {
+        None
+    }
+
+    /// [`map_pooled_gram_tiles`] by a faster kernel, where this type has one on `path`.
+    fn map_pooled_gram_tiles_fast<R, F>(
+        _path: gemm::Path,
+        _pooled: &Pooled<'_>,
+        _tiles: &[Range<usize>],
+        _pairs: &[(usize, usize)],
+        _diagonal: Diagonal,
+        _f: &F,
+    ) -> Option<Vec<R>>
+    where
+        R: Send,
+        F: Fn(usize, usize, ArrayView2<'_, Self>, &[f64], &[f64]) -> R + Sync,
+    {
+        None
+    }
 }
 
 impl GemmScalar for f32 {
     fn from_f64(v: f64) -> Self {
         v as f32
+    }
+
+    /// The packed AVX-512F kernel of [`gemm`] when the CPU has it.
+    fn map_gram_tiles_fast<R, F>(
+        path: gemm::Path,
+        z: ArrayView2<'_, f32>,
+        tiles: &[Range<usize>],
+        pairs: &[(usize, usize)],
+        diagonal: Diagonal,
+        f: &F,
+    ) -> Option<Vec<R>>
+    where
+        R: Send,
+        F: Fn(usize, usize, ArrayView2<'_, f32>) -> R + Sync,
+    {
+        match path {
+            gemm::Path::Avx512(tok) => {
+                let rows = |r: usize| z.row(r);
+                let src = gemm::RowSource::f32(&rows, z.ncols());
+                let g = |i: usize, j: usize, g: ArrayView2<'_, f32>, _: &[f64], _: &[f64]| f(i, j, g);
+                Some(gemm::map_gram_tiles_packed(tok, &src, tiles, pairs, diagonal == Diagonal::Upper, &g))
+            }
+            gemm::Path::Portable => None,
+        }
+    }
+
+    /// The packed AVX-512F kernel, packing straight from the f64 parts (no pooled f32 copy; the norms come from the
+    /// same pass).
+    fn map_pooled_gram_tiles_fast<R, F>(
+        path: gemm::Path,
+        pooled: &Pooled<'_>,
+        tiles: &[Range<usize>],
+        pairs: &[(usize, usize)],
+        diagonal: Diagonal,
+        f: &F,
+    ) -> Option<Vec<R>>
+    where
+        R: Send,
+        F: Fn(usize, usize, ArrayView2<'_, f32>, &[f64], &[f64]) -> R + Sync,
+    {
+        match path {
+            gemm::Path::Avx512(tok) => {
+                let rows = |r: usize| pooled.row(r);
+                let src = gemm::RowSource { rows: &rows, k: pooled.ncols(), convert: |v: f64| v as f32 };
+                Some(gemm::map_gram_tiles_packed(tok, &src, tiles, pairs, diagonal == Diagonal::Upper, f))
+            }
+            gemm::Path::Portable => None,
+        }
     }
 }
 
@@ -52,26 +134,140 @@ pub(crate) fn split_rows(start: usize, end: usize, b: usize) -> Vec<Range<usize>
     out
 }
 
-/// Squared Euclidean norm of every row, accumulated in f64.
+/// Squared Euclidean norm of every row, accumulated in f64 (rows in parallel).
 pub(crate) fn row_sq_norms<T: GemmScalar>(z: ArrayView2<'_, T>) -> Vec<f64> {
-    z.outer_iter()
-        .map(|r| {
-            r.iter()
-                .map(|&v| {
-                    let v: f64 = v.into();
-                    v * v
-                })
-                .sum()
-        })
-        .collect()
+    (0..z.nrows()).into_par_iter().with_min_len(64).map(|r| row_sq_norm(z.row(r))).collect()
+}
+
+/// `Σ v²` in f64 (8 independent accumulators, so that it vectorises).
+#[inline]
+fn row_sq_norm<T: GemmScalar>(row: ndarray::ArrayView1<'_, T>) -> f64 {
+    let sq = |v: T| {
+        let v: f64 = v.into();
+        v * v
+    };
+    match row.as_slice() {
+        Some(x) => {
+            let mut acc = [0.0f64; 8];
+            let chunks = x.chunks_exact(8);
+            let rest: f64 = chunks.remainder().iter().map(|&v| sq(v)).sum();
+            for c in chunks {
+                for k in 0..8 {
+                    acc[k] += sq(c[k]);
+                }
+            }
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + rest
+        }
+        None => row.iter().map(|&v| sq(v)).sum(),
+    }
+}
+
+/// The rows of several f64 matrices with the same number of columns, stacked (no copy).
+#[derive(Clone, Debug)]
+pub(crate) struct Pooled<'a> {
+    parts: Vec<ArrayView2<'a, f64>>,
+    /// First pooled row of each part, then the total.
+    starts: Vec<usize>,
+    ncols: usize,
+}
+
+impl<'a> Pooled<'a> {
+    pub(crate) fn new(parts: &[ArrayView2<'a, f64>]) -> Self {
+        let ncols = parts.first().map_or(0, |p| p.ncols());
+        assert!(parts.iter().all(|p| p.ncols() == ncols), "Pooled: parts with different numbers of columns");
+        let mut starts = vec![0];
+        for p in parts {
+            starts.push(starts[starts.len() - 1] + p.nrows());
+        }
+        Self { parts: parts.to_vec(), starts, ncols }
+    }
+
+    pub(crate) fn nrows(&self) -> usize {
+        self.starts[self.starts.len() - 1]
+    }
+
+    pub(crate) fn ncols(&self) -> usize {
+        self.ncols
+    }
+
+    /// Pooled row `r` (panics when out of range).
+    pub(crate) fn row(&self, r: usize) -> ndarray::ArrayView1<'a, f64> {
+        let part = self.starts.partition_point(|&s| s <= r) - 1;
+        assert!(part < self.parts.len(), "Pooled: row {r} of {}", self.nrows());
+        self.parts[part].index_axis_move(ndarray::Axis(0), r - self.starts[part])
+    }
+
+    /// The pooled rows as one matrix of `T`; rows converted in parallel.
+    pub(crate) fn to_matrix<T: GemmScalar>(&self) -> Array2<T> {
+        let mut z = Array2::<T>::zeros((self.nrows(), self.ncols));
+        z.axis_iter_mut(ndarray::Axis(0)).into_par_iter().enumerate().with_min_len(64).for_each(|(r, mut out)| {
+            out.zip_mut_with(&self.row(r), |o, &v| *o = T::from_f64(v));
+        });
+        z
+    }
+}
+
+/// [`map_gram_tiles`] over the pooled rows of `pooled` rounded to `T`, with `f(i, j, G, norms_i, norms_j)` also
+/// given the squared norms (f64) of the rounded rows of tiles `i` and `j`. With the packed f32 kernel the rows are
+/// packed straight from the f64 parts and the norms come from the same pass; otherwise the rows are first copied into
+/// one `T` matrix.
+pub(crate) fn map_pooled_gram_tiles<T, R, F>(
+    pooled: &Pooled<'_>,
+    tiles: &[Range<usize>],
+    pairs: &[(usize, usize)],
+    diagonal: Diagonal,
+    f: F,
+) -> Vec<R>
+where
+    T: GemmScalar,
+    R: Send,
+    F: Fn(usize, usize, ArrayView2<'_, T>, &[f64], &[f64]) -> R + Sync,
+{
+    map_pooled_gram_tiles_on(gemm::detect(), pooled, tiles, pairs, diagonal, f)
+}
+
+/// [`map_pooled_gram_tiles`] on a given path.
+pub(crate) fn map_pooled_gram_tiles_on<T, R, F>(
+    path: gemm::Path,
+    pooled: &Pooled<'_>,
+    tiles: &[Range<usize>],
+    pairs: &[(usize, usize)],
+    diagonal: Diagonal,
+    f: F,
+) -> Vec<R>
+where
+    T: GemmScalar,
+    R: Send,
+    F: Fn(usize, usize, ArrayView2<'_, T>, &[f64], &[f64]) -> R + Sync,
+{
+    if let Some(out) = T::map_pooled_gram_tiles_fast(path, pooled, tiles, pairs, diagonal, &f) {
+        return out;
+    }
+    let z = pooled.to_matrix::<T>();
+    let norms = row_sq_norms(z.view());
+    map_gram_tiles_on(path, z.view(), tiles, pairs, diagonal, |i, j, g| {
+        f(i, j, g, &norms[tiles[i].clone()], &norms[tiles[j].clone()])
+    })
+}
+
+/// Which entries of a diagonal tile (`i == j`, a symmetric block) [`map_gram_tiles`] must compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Diagonal {
+    /// All of them.
+    Full,
+    /// Those on and above the diagonal; the ones below are unspecified (computed or not, stale values possible).
+    Upper,
 }
 
 /// For each `(i, j)` in `pairs`, computes the tile `G = Z[tiles[i]] · Z[tiles[j]]ᵀ` and returns
-/// `f(i, j, G)`, in the order of `pairs`. Tiles run in parallel.
+/// `f(i, j, G)`, in the order of `pairs`. Tiles run in parallel. For `f32` on a CPU with AVX-512F the products
+/// use the packed kernel of [`gemm`] (each row tile packed once), else `general_mat_mul`. Each entry of `G` is
+/// computed the same way whatever the thread count, so results are deterministic.
 pub(crate) fn map_gram_tiles<T, R, F>(
     z: ArrayView2<'_, T>,
     tiles: &[Range<usize>],
     pairs: &[(usize, usize)],
+    diagonal: Diagonal,
     f: F,
 ) -> Vec<R>
 where
@@ -79,6 +275,26 @@ where
     R: Send,
     F: Fn(usize, usize, ArrayView2<'_, T>) -> R + Sync,
 {
+    map_gram_tiles_on(gemm::detect(), z, tiles, pairs, diagonal, f)
+}
+
+/// [`map_gram_tiles`] on a given path ([`gemm::Path::Portable`] forces `general_mat_mul`).
+pub(crate) fn map_gram_tiles_on<T, R, F>(
+    path: gemm::Path,
+    z: ArrayView2<'_, T>,
+    tiles: &[Range<usize>],
+    pairs: &[(usize, usize)],
+    diagonal: Diagonal,
+    f: F,
+) -> Vec<R>
+where
+    T: GemmScalar,
+    R: Send,
+    F: Fn(usize, usize, ArrayView2<'_, T>) -> R + Sync,
+{
+    if let Some(out) = T::map_gram_tiles_fast(path, z, tiles, pairs, diagonal, &f) {
+        return out;
+    }
     let edge = tiles.iter().map(|r| r.len()).max().unwrap_or(0);
     pairs
         .par_iter()
@@ -107,7 +323,9 @@ pub(crate) fn upper_pairs(count: usize) -> Vec<(usize, usize)> {
 }
 
 /// Sum of squared distances over all ordered pairs `i != j` of the rows of all `parts` taken together, by the
-/// closed form `Σ_{i,j} ‖z_i − z_j‖² = 2N Σ‖z_i − z̄‖² − 2‖Σ (z_i − z̄)‖²` (O(N d); centred, so no cancellation).
+/// closed form `Σ_{i,j} ‖z_i − z_j‖² = 2N Σ‖z_i − s‖² − 2‖Σ (z_i − s)‖²`, true for any shift `s` (O(N d), one pass
+/// over the rows). `s` is the mean of the first 256 rows, close to the mean of all of them, so that the two terms
+/// hardly cancel: relative to `Σ‖z_i − z̄‖²` the second is `N‖z̄ − s‖²`, about `d·σ²·N/256` against `d·σ²·N`.
 pub(crate) fn sum_pairwise_sq_dists(parts: &[ArrayView2<'_, f64>]) -> f64 {
     let n: usize = parts.iter().map(|p| p.nrows()).sum();
     let Some(d) = parts.first().map(|p| p.ncols()) else {
@@ -116,15 +334,15 @@ pub(crate) fn sum_pairwise_sq_dists(parts: &[ArrayView2<'_, f64>]) -> f64 {
     if n == 0 {
         return 0.0;
     }
-    let mut mean = ndarray::Array1::<f64>::zeros(d);
-    for p in parts {
-        mean += &p.sum_axis(ndarray::Axis(0));
-    }
-    mean /= n as f64;
-    // Per row: Σ_j (z_ij − m_j)² with lane-wise accumulators, and the column sums of z − m; rows in parallel,
-    // partial results combined in a fixed order.
     let rows: Vec<ndarray::ArrayView1<'_, f64>> = parts.iter().flat_map(|p| p.outer_iter()).collect();
-    let mean = mean.as_slice().map(<[f64]>::to_vec).unwrap_or_else(|| mean.to_vec());
+    let head = &rows[..n.min(256)];
+    let mut mean = vec![0.0; d];
+    for r in head {
+        mean.iter_mut().zip(r.iter()).for_each(|(a, &v)| *a += v);
+    }
+    mean.iter_mut().for_each(|m| *m /= head.len() as f64);
+    // Per row: Σ_j (z_ij − s_j)² with lane-wise accumulators, and the column sums of z − s; rows in parallel,
+    // partial results combined in a fixed order.
     let partials: Vec<(f64, Vec<f64>)> = rows
         .par_chunks(256)
         .map(|chunk| {
@@ -132,8 +350,9 @@ pub(crate) fn sum_pairwise_sq_dists(parts: &[ArrayView2<'_, f64>]) -> f64 {
             let mut sum = vec![0.0; d];
             let mut c = vec![0.0; d];
             for r in chunk {
-                for ((ci, &v), &m) in c.iter_mut().zip(r.iter()).zip(&mean) {
-                    *ci = v - m;
+                match r.as_slice() {
+                    Some(x) => c.iter_mut().zip(x).zip(&mean).for_each(|((ci, &v), &m)| *ci = v - m),
+                    None => c.iter_mut().zip(r.iter()).zip(&mean).for_each(|((ci, &v), &m)| *ci = v - m),
                 }
                 ss += sq_norm(&c);
                 for (a, &ci) in sum.iter_mut().zip(&c) {
@@ -199,15 +418,6 @@ pub(crate) fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
         s += (x - y) * (x - y);
     }
     s
-}
-
-/// The rows of `a` then `b`, converted to `T` (one copy, no f64 intermediate).
-pub(crate) fn pooled_as<T: GemmScalar>(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<T> {
-    let (m, n) = (a.nrows(), b.nrows());
-    let mut z = Array2::<T>::zeros((m + n, a.ncols()));
-    z.slice_mut(s![..m, ..]).zip_mut_with(&a, |o, &v| *o = T::from_f64(v));
-    z.slice_mut(s![m.., ..]).zip_mut_with(&b, |o, &v| *o = T::from_f64(v));
-    z
 }
 
 /// `exp(x)` for `x ≤ 0`, branch-free so that loops over slices vectorise: `x = k ln2 + r`, `|r| ≤ ln2/2`, a
@@ -333,6 +543,88 @@ mod tests {
         assert_eq!(exp_nonpositive(0.0), 1.0);
         assert!(exp_nonpositive(-1e6) < 1e-307);
         assert_eq!(exp_nonpositive(2.0), 1.0);
+    }
+
+    #[test]
+    fn gram_tiles_agree_on_both_paths_and_with_f64() {
+        // Uneven tiles (partial micro-panels), k not a multiple of the kernel's k block; every (i, j) pair.
+        let z64 = Array2::from_shape_fn((203, 300), |(i, j)| ((i * 31 + j * 17) % 97) as f64 / 48.5 - 1.0);
+        let z32 = z64.mapv(|v| v as f32);
+        let tiles = split_rows(0, 203, 45);
+        let pairs: Vec<(usize, usize)> = (0..tiles.len()).flat_map(|i| (0..tiles.len()).map(move |j| (i, j))).collect();
+        let exact = z64.dot(&z64.t());
+        for diagonal in [Diagonal::Full, Diagonal::Upper] {
+            for path in [gemm::detect(), gemm::Path::Portable] {
+                let got = map_gram_tiles_on(path, z32.view(), &tiles, &pairs, diagonal, |_, _, g| g.to_owned());
+                for (&(i, j), g) in pairs.iter().zip(&got) {
+                    assert_eq!(g.dim(), (tiles[i].len(), tiles[j].len()));
+                    for ((a, b), &v) in g.indexed_iter() {
+                        if i == j && a > b && diagonal == Diagonal::Upper {
+                            continue;
+                        }
+                        let want = exact[[tiles[i].start + a, tiles[j].start + b]];
+                        // |z| ≤ 1, k = 300: f32 rounding well below 1e-5 · k.
+                        assert!((f64::from(v) - want).abs() < 3e-3, "{path:?} {diagonal:?} ({i},{j}) [{a},{b}]");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pooled_tiles_and_norms_agree_on_both_paths() {
+        // Two parts, a tile across their boundary, f64 input rounded to f32 by the packer or by `to_matrix`.
+        let a = Array2::from_shape_fn((70, 45), |(i, j)| ((i * 7 + j * 3) % 23) as f64 / 7.3 - 1.1);
+        let b = Array2::from_shape_fn((51, 45), |(i, j)| ((i * 5 + j * 11) % 19) as f64 / 5.1 - 0.3);
+        let pooled = Pooled::new(&[a.view(), b.view()]);
+        assert_eq!((pooled.nrows(), pooled.ncols()), (121, 45));
+        assert_eq!(pooled.row(70), b.row(0));
+        assert_eq!(pooled.row(69), a.row(69));
+        let z = pooled.to_matrix::<f32>();
+        assert_eq!(z[[100, 3]], b[[30, 3]] as f32);
+        let tiles = vec![0..30, 30..90, 90..121];
+        let pairs = upper_pairs(tiles.len());
+        let z64 = z.mapv(f64::from);
+        let exact = z64.dot(&z64.t());
+        for path in [gemm::detect(), gemm::Path::Portable] {
+            let got = map_pooled_gram_tiles_on::<f32, _, _>(
+                path,
+                &pooled,
+                &tiles,
+                &pairs,
+                Diagonal::Upper,
+                |_, _, g, na, nb| (g.to_owned(), na.to_vec(), nb.to_vec()),
+            );
+            for (&(i, j), (g, na, nb)) in pairs.iter().zip(&got) {
+                for (r, &v) in tiles[i].clone().zip(na) {
+                    assert!((v - exact[[r, r]]).abs() < 1e-12 * exact[[r, r]], "{path:?} norm {r}");
+                }
+                for (r, &v) in tiles[j].clone().zip(nb) {
+                    assert!((v - exact[[r, r]]).abs() < 1e-12 * exact[[r, r]], "{path:?} norm {r}");
+                }
+                for ((p, q), &v) in g.indexed_iter() {
+                    if i == j && p > q {
+                        continue;
+                    }
+                    let want = exact[[tiles[i].start + p, tiles[j].start + q]];
+                    assert!((f64::from(v) - want).abs() < 1e-4, "{path:?} ({i},{j}) [{p},{q}]");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pairwise_closed_form_keeps_its_accuracy_far_from_the_origin() {
+        // 300 rows (more than the 256 that set the shift), offset 1e4 with unit spread: the direct sum as reference.
+        let z = Array2::from_shape_fn((300, 3), |(i, j)| 1e4 + ((i * 37 + j * 11) % 101) as f64 / 50.0);
+        let mut direct = 0.0;
+        for a in z.outer_iter() {
+            for b in z.outer_iter() {
+                direct += (&a - &b).mapv(|v| v * v).sum();
+            }
+        }
+        let (top, bottom) = z.view().split_at(ndarray::Axis(0), 120);
+        assert!((sum_pairwise_sq_dists(&[top, bottom]) - direct).abs() < 1e-12 * direct);
     }
 
     #[test]

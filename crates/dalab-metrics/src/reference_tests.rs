@@ -174,6 +174,16 @@ fn large_blocked_sample_matches_direct_sum() {
     let want = mean_k(xs.view(), xs.view()) + mean_k(xt.view(), xt.view()) - 2.0 * mean_k(xs.view(), xt.view());
     let s = settings(Kernel::gaussian(), BandwidthPolicy::Fixed { sigma2: s2 }, Estimator::Biased);
     close(mmd2(xs.view(), xt.view(), &s).unwrap().mmd2, want, 1e-12);
+    // The f32 Gram products (the packed AVX-512 kernel where the CPU has it; diagonal tiles upper triangle only),
+    // biased and unbiased, against the f64 path.
+    let s32 = MmdSettings { precision: Precision::F32, ..s.clone() };
+    close(mmd2(xs.view(), xt.view(), &s32).unwrap().mmd2, want, 1e-5 * want.abs());
+    let (su, su32) = (
+        MmdSettings { estimator: Estimator::Unbiased, ..s.clone() },
+        MmdSettings { estimator: Estimator::Unbiased, ..s32.clone() },
+    );
+    let want_u = mmd2(xs.view(), xt.view(), &su).unwrap().mmd2;
+    close(mmd2(xs.view(), xt.view(), &su32).unwrap().mmd2, want_u, 1e-5 * want.abs());
 }
 
 #[test]
