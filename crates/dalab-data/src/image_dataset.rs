@@ -142,6 +142,11 @@ impl ImageFoldersConfig {
             ImageLoad::Auto => files.decoded_bytes() > AUTO_STREAM_BYTES,
         };
         if stream {
+            // A missing file fails now, naming it, rather than at the step whose batch first draws it (a file that
+            // exists but does not decode still fails at that step, also naming it).
+            for p in &files.paths {
+                std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+            }
             Domain::from_files(name, files, labels, classes)
         } else {
             Domain::new(name, files.decode_all()?.into_dyn(), labels, classes)
@@ -233,6 +238,11 @@ mod tests {
         assert_eq!(s.source.x.to_dense().unwrap().as_ref(), t.source.x.dense().unwrap());
         assert_eq!(s.target_test.as_ref().unwrap().x.to_dense().unwrap().as_ref(), tt.x.dense().unwrap());
         assert!(s.source.dense_x().unwrap_err().to_string().contains("domain `A` is decoded from image files"));
+        // Streaming checks up front that every file exists.
+        std::fs::rename(dir.path().join("webcam/images/mug/0.png"), dir.path().join("moved.png")).unwrap();
+        let e = streamed.load_task("L", "A", dir.path()).unwrap_err().to_string();
+        assert!(e.contains("webcam/images/mug/0.png"), "{e}");
+        std::fs::rename(dir.path().join("moved.png"), dir.path().join("webcam/images/mug/0.png")).unwrap();
         // Defaults are not written out (trial ids of existing experiments do not change).
         let out = serde_saphyr::to_string(&c).unwrap();
         assert!(!out.contains("load") && !out.contains("prefetch"), "{out}");
