@@ -5,11 +5,11 @@
 //! `‖μ_S − μ_T‖²/d + ‖C_S − C_T‖²_F/d²` (a mean term, and 1/d² instead of 1/(4d²)); see `docs/metrics.md`.
 
 use crate::error::{MetricsError, Result};
+use crate::gemm;
+use crate::gemm64::{self, Centred};
 use crate::linalg;
 use crate::validate::{check_pair, check_sample, invalid};
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, ArrayView2, Axis, s};
-use rayon::prelude::*;
+use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 /// A CORAL distance with the quantities behind it.
@@ -27,47 +27,41 @@ pub struct CoralResult {
     pub n_target: usize,
 }
 
-fn centred(x: ArrayView2<'_, f64>) -> Array2<f64> {
-    let mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols()));
-    &x - &mean
-}
-
-/// Unbiased sample covariance `(X − 1μᵀ)ᵀ(X − 1μᵀ)/(n − 1)` (d×d). Needs ≥ 2 rows.
+/// Unbiased sample covariance `(X − 1μᵀ)ᵀ(X − 1μᵀ)/(n − 1)` (d×d). Needs ≥ 2 rows. Only the tiles on and above the
+/// diagonal are computed (by the f64 kernel of `gemm64` where the CPU has AVX-512F), then mirrored: the result is
+/// exactly symmetric.
 pub fn covariance(x: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
     check_sample("sample", x, 2, "a covariance")?;
-    let c = centred(x);
-    Ok(c.t().dot(&c) / (x.nrows() as f64 - 1.0))
+    Ok(covariance_on(gemm64::detect(), x))
 }
 
-/// CORAL distance `‖C_S − C_T‖²_F / (4 d²)`, computed block-wise over column tiles (no d×d matrix is kept
-/// when d is large; memory O((n_s + n_t) d)), tiles in parallel.
+fn covariance_on(path: gemm::Path, x: ArrayView2<'_, f64>) -> Array2<f64> {
+    let parts = [Centred { x, scale: 1.0 / (x.nrows() as f64 - 1.0) }];
+    gemm64::centred_gram(path, &parts)
+}
+
+/// CORAL distance `‖C_S − C_T‖²_F / (4 d²)`, computed block-wise over column tiles (no d×d matrix is kept; memory
+/// O((n_s + n_t) d) for the packed columns), tiles in parallel. Each tile of `C_S − C_T` comes out of one product
+/// over the stacked samples (`Σ_source x xᵀ/(n_s − 1) − Σ_target y yᵀ/(n_t − 1)` of the centred columns), only the
+/// tiles that reach the upper triangle are computed, and the squares of their entries are summed tile by tile in a
+/// fixed order (deterministic, independent of the thread count).
 pub fn coral_distance(xs: ArrayView2<'_, f64>, xt: ArrayView2<'_, f64>) -> Result<CoralResult> {
     check_pair(xs, xt, 2, "a covariance")?;
+    Ok(coral_distance_on(gemm64::detect(), xs, xt))
+}
+
+fn coral_distance_on(path: gemm::Path, xs: ArrayView2<'_, f64>, xt: ArrayView2<'_, f64>) -> CoralResult {
     let (ns, nt, d) = (xs.nrows(), xt.nrows(), xs.ncols());
-    let a = centred(xs);
-    let b = centred(xt);
-    let (fa, fb) = (1.0 / (ns as f64 - 1.0), 1.0 / (nt as f64 - 1.0));
-    let tiles = linalg::split_rows(0, d, linalg::tile_size(d).min(256));
+    let parts = [
+        Centred { x: xs.view(), scale: 1.0 / (ns as f64 - 1.0) },
+        Centred { x: xt.view(), scale: -1.0 / (nt as f64 - 1.0) },
+    ];
+    let tiles = gemm64::column_tiles(d);
     let pairs = linalg::upper_pairs(tiles.len());
-    let edge = tiles.iter().map(|r| r.len()).max().unwrap_or(0);
-    let parts: Vec<f64> = pairs
-        .par_iter()
-        .map_init(
-            || (Array2::<f64>::zeros((edge, edge)), Array2::<f64>::zeros((edge, edge))),
-            |(ba, bb), &(i, j)| {
-                let (ri, rj) = (tiles[i].clone(), tiles[j].clone());
-                let (h, w) = (ri.len(), rj.len());
-                let mut ga = ba.slice_mut(s![..h, ..w]);
-                let mut gb = bb.slice_mut(s![..h, ..w]);
-                general_mat_mul(fa, &a.slice(s![.., ri.clone()]).t(), &a.slice(s![.., rj.clone()]), 0.0, &mut ga);
-                general_mat_mul(fb, &b.slice(s![.., ri]).t(), &b.slice(s![.., rj]), 0.0, &mut gb);
-                let sq: f64 = ga.iter().zip(gb.iter()).map(|(x, y)| (x - y) * (x - y)).sum();
-                if i == j { sq } else { 2.0 * sq }
-            },
-        )
-        .collect();
-    let frobenius_sq: f64 = parts.iter().sum();
-    Ok(CoralResult { coral: frobenius_sq / (4.0 * (d * d) as f64), frobenius_sq, dim: d, n_source: ns, n_target: nt })
+    let parts_sq =
+        gemm64::map_centred_gram_tiles(path, &parts, &tiles, &pairs, &|i, j, g| gemm64::symmetric_tile_sq(g, i == j));
+    let frobenius_sq: f64 = parts_sq.iter().sum();
+    CoralResult { coral: frobenius_sq / (4.0 * (d * d) as f64), frobenius_sq, dim: d, n_source: ns, n_target: nt }
 }
 
 /// Settings of the CORAL alignment transform.
@@ -139,4 +133,46 @@ fn check_pd(what: &str, vals: &[f64]) -> Result<()> {
         return Err(MetricsError::NotPositiveDefinite { what: what.to_string(), min_eigenvalue: min });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Axis;
+    use rand::{Rng, SeedableRng};
+
+    /// The direct formula: centred copies, full products by `ndarray`, the difference, its squared norm.
+    fn direct(xs: ArrayView2<'_, f64>, xt: ArrayView2<'_, f64>) -> (Array2<f64>, Array2<f64>, f64) {
+        let cov = |x: ArrayView2<'_, f64>| {
+            let c = &x - &x.mean_axis(Axis(0)).unwrap();
+            c.t().dot(&c) / (x.nrows() as f64 - 1.0)
+        };
+        let (cs, ct) = (cov(xs), cov(xt));
+        let f = (&cs - &ct).iter().map(|v| v * v).sum();
+        (cs, ct, f)
+    }
+
+    #[test]
+    fn both_paths_match_the_direct_formula_and_ignore_the_thread_count() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        // d spanning one short tile, several tiles of 112, several of 224 with a short last one.
+        for &(ns, nt, d) in &[(2, 3, 1), (50, 31, 20), (300, 260, 250), (70, 90, 470)] {
+            let xs = Array2::from_shape_simple_fn((ns, d), || rng.random::<f64>() * 4.0 - 1.0);
+            let xt = Array2::from_shape_simple_fn((nt, d), || rng.random::<f64>() * 3.0 + 5.0);
+            let (cs, ct, f) = direct(xs.view(), xt.view());
+            for path in [gemm64::detect(), gemm::Path::Portable] {
+                let r = coral_distance_on(path, xs.view(), xt.view());
+                assert!((r.frobenius_sq - f).abs() <= 1e-12 * f, "{path:?} {ns}/{nt}x{d}: {} vs {f}", r.frobenius_sq);
+                for (got, want) in [(covariance_on(path, xs.view()), &cs), (covariance_on(path, xt.view()), &ct)] {
+                    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    let err = (&got - want).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    assert!(err <= 1e-13 * scale, "{path:?} {ns}x{d}: covariance off by {err}");
+                    assert_eq!(got, got.t());
+                }
+            }
+            let one = crate::with_threads(Some(1), || coral_distance(xs.view(), xt.view()).unwrap()).unwrap();
+            let two = crate::with_threads(Some(2), || coral_distance(xs.view(), xt.view()).unwrap()).unwrap();
+            assert_eq!(one.frobenius_sq.to_bits(), two.frobenius_sq.to_bits(), "thread count changed the result");
+        }
+    }
 }

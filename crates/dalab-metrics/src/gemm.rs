@@ -473,9 +473,11 @@ const SPARE_MAX_BYTES: usize = 256 << 20;
 /// on first touch (about 25 ms per 64 MiB on a virtual machine), more than packing itself.
 static SPARE: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 
-/// Frees the packing buffer that the f32 kernel keeps between calls (at most 256 MiB; 2 × 4 bytes per pooled value
-/// of the last large MMD, e.g. 64 MiB for 4,000 × 2,048).
+/// Frees the packing buffers that the f32 kernel and the f64 covariance kernel keep between calls (at most 256 MiB
+/// each; the f32 one 2 × 4 bytes per pooled value of the last large MMD, e.g. 64 MiB for 4,000 × 2,048, the f64 one
+/// 2 × 8 bytes per value of the last CORAL's two samples, e.g. 125 MiB for 2 × 2,000 × 2,048).
 pub fn release_buffers() {
+    crate::gemm64::release_buffers();
     let spare = std::mem::take(&mut *SPARE.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     drop(spare);
 }

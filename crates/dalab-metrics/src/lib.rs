@@ -14,6 +14,7 @@ pub mod adist;
 pub mod coral;
 pub mod error;
 pub mod gemm;
+mod gemm64;
 mod linalg;
 pub mod mmd;
 pub mod options;
