@@ -270,11 +270,15 @@ mod tests {
             Some(vec![0, 1])
         });
         let _ = p.next().unwrap().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        // Consumed 1; at most `depth` = 2 more decoded and waiting (1 queued + 1 held by the worker), and the
-        // worker may have asked for the indices of the one after before blocking: ≤ 1 + 2 + 1.
+        // Consumed 1; the worker fills the queue: 1 queued + 1 held while it waits to send = 3 asked in all (it
+        // cannot have asked for a 4th before a slot frees). Wait until it got there, then check it stays there.
+        let start = std::time::Instant::now();
+        while asked.load(Ordering::SeqCst) < 3 && start.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
         let n = asked.load(Ordering::SeqCst);
-        assert!((2..=4).contains(&n), "asked {n} times");
+        assert_eq!(n, 3, "asked {n} times with 1 consumed and a queue of depth 2");
         drop(p); // must return: the worker is unblocked by the closed channel
         let after = asked.load(Ordering::SeqCst);
         std::thread::sleep(std::time::Duration::from_millis(100));
