@@ -32,13 +32,14 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::ops::Range;
 use std::sync::{Mutex, OnceLock};
+use std::thread::LocalKey;
+
+use crate::packed::{self, Element, PackStore, Panels, TileBuffer, padded_stride, panels_len, product_packed};
 
 /// Rows of `A` per micro-tile (broadcast side).
 pub(crate) const MR: usize = 14;
 /// Rows of `B` per micro-tile (vector side: two zmm of 16 f32).
 pub(crate) const NR: usize = 32;
-/// Block of the shared dimension `k`.
-pub(crate) const KC: usize = 256;
 
 /// Proof that the running CPU has AVX-512F; only [`detect`] makes one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +120,7 @@ pub(crate) fn matmul_nt_on(
             let b_blocks = blocks(n, mb);
             let (ra, rb) = (|r: usize| a.row(r), |r: usize| b.row(r));
             let (sa, sb) = (RowSource::f32(&ra, a.ncols()), RowSource::f32(&rb, b.ncols()));
-            let mut store = PackStore::take();
+            let mut store = PackStore::<f32>::take();
             let (pa, pb) = {
                 let jobs: Vec<PackJob<'_, '_, '_, _, _>> = a_blocks
                     .iter()
@@ -129,7 +130,7 @@ pub(crate) fn matmul_nt_on(
                     .collect();
                 let packed = pack_all(tok, &mut store, &jobs);
                 let mut it = packed.into_iter().map(|t| t.panels[0]);
-                let pa: Vec<Panels<'_>> = it.by_ref().take(a_blocks.len()).collect();
+                let pa: Vec<Panels<'_, f32>> = it.by_ref().take(a_blocks.len()).collect();
                 (pa, it.collect::<Vec<_>>())
             };
             out.axis_chunks_iter_mut(Axis(0), mb).into_par_iter().zip(pa.par_iter()).for_each(|(mut strip, pa)| {
@@ -151,13 +152,6 @@ pub(crate) fn matmul_nt_on(
 /// `0..n` cut into consecutive blocks of `b` rows (the last one shorter).
 fn blocks(n: usize, b: usize) -> Vec<Range<usize>> {
     (0..n.div_ceil(b)).map(|q| q * b..((q + 1) * b).min(n)).collect()
-}
-
-/// Row stride of a tile buffer with `edge` columns: a multiple of 16 floats (64 bytes) that is not a multiple of
-/// 256 floats, so that the rows of a micro-tile do not all map to the same L1 sets.
-fn padded_stride(edge: usize) -> usize {
-    let ld = edge.next_multiple_of(16).max(16);
-    if ld.is_multiple_of(256) { ld + 16 } else { ld }
 }
 
 /// Rows of a matrix given one at a time (`rows(r)`, `k` values each), converted to f32 by `convert` while packing.
@@ -196,16 +190,16 @@ where
     R: Send,
     F: Fn(usize, usize, ArrayView2<'_, f32>, &[f64], &[f64]) -> R + Sync,
 {
-    let mut store = PackStore::take();
+    let mut store = PackStore::<f32>::take();
     let jobs: Vec<PackJob<'_, '_, '_, S, C>> =
         tiles.iter().map(|r| PackJob { src: z, rows: r.clone(), widths: vec![MR, NR], norms: true }).collect();
     let packed = pack_all(tok, &mut store, &jobs);
     let edge = tiles.iter().map(|r| r.len()).max().unwrap_or(0);
-    let ld = padded_stride(edge);
+    let ld = padded_stride::<f32>(edge);
     pairs
         .par_iter()
         .map_init(
-            || TileBuffer::take(edge, ld),
+            || TileBuffer::<f32>::take(edge, ld),
             |buf, &(i, j)| {
                 let (h, w) = (tiles[i].len(), tiles[j].len());
                 let mut g = buf.0.slice_mut(s![..h, ..w]);
@@ -223,60 +217,6 @@ thread_local! {
     static TILE_BUFFER: Cell<Option<Array2<f32>>> = const { Cell::new(None) };
 }
 
-/// A thread's tile buffer, given back to the thread-local slot when dropped.
-struct TileBuffer(Array2<f32>);
-
-impl TileBuffer {
-    /// A buffer of at least `rows × cols` (reused when the cached one is large enough).
-    fn take(rows: usize, cols: usize) -> Self {
-        match TILE_BUFFER.with(Cell::take) {
-            Some(b) if b.nrows() >= rows && b.ncols() >= cols => Self(b),
-            _ => Self(Array2::zeros((rows, cols))),
-        }
-    }
-}
-
-impl Drop for TileBuffer {
-    fn drop(&mut self) {
-        let b = std::mem::take(&mut self.0);
-        // Keep the larger of the two, and nothing above 4 MiB.
-        if b.len() <= 1 << 20 {
-            TILE_BUFFER.with(|slot| match slot.take() {
-                Some(old) if old.len() > b.len() => slot.set(Some(old)),
-                _ => slot.set(Some(b)),
-            });
-        }
-    }
-}
-
-/// Rows of a matrix packed into zero-padded panels of `width` rows: panel `q` holds rows `q·width ..` as `k`
-/// consecutive groups of `width` floats (element `(r, kk)` of the panel at `kk·width + r`), borrowed from a
-/// [`PackStore`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Panels<'p> {
-    rows: usize,
-    k: usize,
-    width: usize,
-    data: &'p [f32],
-}
-
-impl<'p> Panels<'p> {
-    /// Floats taken by `rows` rows packed in panels of `width`.
-    fn len(rows: usize, k: usize, width: usize) -> usize {
-        rows.div_ceil(width) * width * k
-    }
-
-    /// Panel `q` from column `k0` on (`(k − k0) × width` floats).
-    fn panel_from(&self, q: usize, k0: usize) -> &'p [f32] {
-        let panel = self.width * self.k;
-        &self.data[q * panel + k0 * self.width..(q + 1) * panel]
-    }
-
-    fn count(&self) -> usize {
-        self.rows.div_ceil(self.width)
-    }
-}
-
 /// One block of rows to pack: `rows` of `src`, once per panel width in `widths`, with their squared norms if `norms`.
 struct PackJob<'j, 's, 'a, S, C> {
     src: &'j RowSource<'s, 'a, S, C>,
@@ -288,20 +228,23 @@ struct PackJob<'j, 's, 'a, S, C> {
 /// A packed block of rows: one [`Panels`] per width of its job, and the squared norms (f64) of its f32 rows (empty
 /// unless asked for).
 struct PackedRows<'p> {
-    panels: Vec<Panels<'p>>,
+    panels: Vec<Panels<'p, f32>>,
     norms: Vec<f64>,
 }
 
 /// Packs every job into `store` (resized as needed), jobs in parallel; returns them in order. Every panel starts on a
 /// 64-byte boundary of the store.
-fn pack_all<'p, S, C>(tok: Avx512, store: &'p mut PackStore, jobs: &[PackJob<'_, '_, '_, S, C>]) -> Vec<PackedRows<'p>>
+fn pack_all<'p, S, C>(
+    tok: Avx512,
+    store: &'p mut PackStore<f32>,
+    jobs: &[PackJob<'_, '_, '_, S, C>],
+) -> Vec<PackedRows<'p>>
 where
     S: Copy + Sync,
     C: Fn(S) -> f32 + Sync,
 {
     // Segment lengths rounded up to 16 floats, so that each one starts 64-byte aligned.
-    let seg =
-        |job: &PackJob<'_, '_, '_, S, C>, w: usize| Panels::len(job.rows.len(), job.src.k, w).next_multiple_of(16);
+    let seg = |job: &PackJob<'_, '_, '_, S, C>, w: usize| panels_len(job.rows.len(), job.src.k, w).next_multiple_of(16);
     let total: usize = jobs.iter().map(|j| j.widths.iter().map(|&w| seg(j, w)).sum::<usize>()).sum();
     let mut rest = store.slice_mut(total);
     let mut outs: Vec<Vec<&'p mut [f32]>> = Vec::with_capacity(jobs.len());
@@ -326,7 +269,7 @@ where
                 .widths
                 .iter()
                 .zip(bufs)
-                .map(|(&width, data)| Panels { rows: job.rows.len(), k, width, data })
+                .map(|(&width, data)| Panels { lines: job.rows.len(), k, width, data })
                 .collect();
             PackedRows { panels, norms }
         })
@@ -392,7 +335,7 @@ fn pack_rows<S: Copy, C: Fn(S) -> f32>(
         })
         .collect();
     // Column t of the block at t·hp; hp padded so that the lines of consecutive t do not alias in L1.
-    let hp = padded_stride(h);
+    let hp = padded_stride::<f32>(h);
     let mut scratch = vec![0.0f32; PACK_K * hp];
     let mut converted = [0.0f32; PACK_K];
     let mut k0 = 0;
@@ -425,7 +368,7 @@ fn pack_rows<S: Copy, C: Fn(S) -> f32>(
 /// rows of `out`, zero padding rows. `W` a constant, so that the copies are a few vector moves.
 #[inline(always)]
 fn copy_block<const W: usize>(scratch: &[f32], hp: usize, h: usize, k: usize, k0: usize, kb: usize, out: &mut [f32]) {
-    for (q, panel) in out[..Panels::len(h, k, W)].chunks_exact_mut(W * k).enumerate() {
+    for (q, panel) in out[..panels_len(h, k, W)].chunks_exact_mut(W * k).enumerate() {
         let valid = W.min(h - q * W);
         let dst = &mut panel[k0 * W..(k0 + kb) * W];
         for (col, line) in dst.chunks_exact_mut(W).zip(scratch.chunks_exact(hp)) {
@@ -442,7 +385,7 @@ fn copy_block<const W: usize>(scratch: &[f32], hp: usize, h: usize, k: usize, k0
 /// [`copy_block`] for any width.
 #[allow(clippy::too_many_arguments)]
 fn copy_block_any(scratch: &[f32], hp: usize, h: usize, k: usize, k0: usize, kb: usize, w: usize, out: &mut [f32]) {
-    for (q, panel) in out[..Panels::len(h, k, w)].chunks_exact_mut(w * k).enumerate() {
+    for (q, panel) in out[..panels_len(h, k, w)].chunks_exact_mut(w * k).enumerate() {
         let valid = w.min(h - q * w);
         let dst = &mut panel[k0 * w..(k0 + kb) * w];
         for (col, line) in dst.chunks_exact_mut(w).zip(scratch.chunks_exact(hp)) {
@@ -466,139 +409,52 @@ fn sum_sq_f64(x: &[f32]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + rest
 }
 
-/// Largest packing buffer kept between calls (bytes).
-const SPARE_MAX_BYTES: usize = 256 << 20;
-
-/// The packing buffer kept between calls, as BLAS libraries keep theirs: fresh memory costs a page fault per 4 KiB
-/// on first touch (about 25 ms per 64 MiB on a virtual machine), more than packing itself.
+/// The f32 packing buffer kept between calls ([`PackStore`]).
 static SPARE: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 
 /// Frees the packing buffers that the f32 kernel and the f64 covariance kernel keep between calls (at most 256 MiB
 /// each; the f32 one 2 × 4 bytes per pooled value of the last large MMD, e.g. 64 MiB for 4,000 × 2,048, the f64 one
 /// 2 × 8 bytes per value of the last CORAL's two samples, e.g. 125 MiB for 2 × 2,000 × 2,048).
 pub fn release_buffers() {
-    crate::gemm64::release_buffers();
-    let spare = std::mem::take(&mut *SPARE.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-    drop(spare);
+    packed::release::<f32>();
+    packed::release::<f64>();
 }
 
-/// A 64-byte aligned f32 buffer taken from [`SPARE`] and given back when dropped.
-struct PackStore {
-    buf: Vec<f32>,
-}
+impl Element for f32 {
+    const ZERO: f32 = 0.0;
+    const MR: usize = MR;
+    const NR: usize = NR;
+    const STRIDE_AVOID: usize = 256;
 
-impl PackStore {
-    fn take() -> Self {
-        let buf = std::mem::take(&mut *SPARE.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        Self { buf }
+    fn spare() -> &'static Mutex<Vec<f32>> {
+        &SPARE
     }
 
-    /// `len` floats starting on a 64-byte boundary (contents unspecified: the packers overwrite all of them).
-    fn slice_mut(&mut self, len: usize) -> &mut [f32] {
-        let need = len + 16;
-        if self.buf.len() < need {
-            // Fresh zeroed memory (calloc: untouched pages cost nothing until written).
-            self.buf = Vec::new();
-            self.buf = vec![0.0; need];
+    fn tile_slot() -> &'static LocalKey<Cell<Option<Array2<f32>>>> {
+        &TILE_BUFFER
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        a_next: *const f32,
+        prefetch_b: bool,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller upholds `kernel_14x32`'s contract, which is this method's.
+        unsafe {
+            kernel_14x32(kc, a, b, a_next, prefetch_b, c, ldc, mr, nr, accumulate)
         }
-        // Elements to skip to reach a 64-byte boundary (≤ 15 for f32; `align_offset` may give up: no skip then).
-        let off = match self.buf.as_ptr().align_offset(64) {
-            o if o < 16 => o,
-            _ => 0,
-        };
-        &mut self.buf[off..off + len]
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no Avx512 token is made on this architecture")
     }
-}
-
-impl Drop for PackStore {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        if buf.len() * 4 <= SPARE_MAX_BYTES {
-            let mut spare = SPARE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if buf.len() > spare.len() {
-                *spare = buf;
-            }
-        }
-    }
-}
-
-/// `C = A · Bᵀ` for `a` packed in [`MR`]-row panels and `b` in [`NR`]-row panels of the same `k`; `c` is
-/// `a.rows × b.rows` with unit column stride. With `upper`, `a` and `b` are the same rows and micro-tiles wholly
-/// below the diagonal are skipped (those entries of `c` are left as they were).
-fn product_packed(tok: Avx512, a: &Panels<'_>, b: &Panels<'_>, mut c: ArrayViewMut2<'_, f32>, upper: bool) {
-    assert!(a.width == MR && b.width == NR && a.k == b.k, "product_packed: panels do not match");
-    assert_eq!(c.dim(), (a.rows, b.rows), "product_packed: output shape");
-    let k = a.k;
-    let mut k0 = 0;
-    // At least one pass, so that k = 0 writes zeros.
-    loop {
-        let kc = KC.min(k - k0);
-        for jp in 0..b.count() {
-            let (c0, nr) = (jp * NR, NR.min(b.rows - jp * NR));
-            let bp = &b.panel_from(jp, k0)[..kc * NR];
-            // Micro-tiles wholly below the diagonal (every row after every column) are skipped when `upper`.
-            let rows = if upper { a.count().min((c0 + nr).div_ceil(MR)) } else { a.count() };
-            for ip in 0..rows {
-                let (r0, mr) = (ip * MR, MR.min(a.rows - ip * MR));
-                let ap = &a.panel_from(ip, k0)[..kc * MR];
-                // The next A slice of this pass, prefetched while this one is computed.
-                let next = if ip + 1 < rows { &a.panel_from(ip + 1, k0)[..kc * MR] } else { ap };
-                micro_tile(tok, kc, ap, bp, next, &mut c, (r0, c0, mr, nr), k0 > 0);
-            }
-        }
-        k0 += kc;
-        if k0 >= k {
-            break;
-        }
-    }
-}
-
-/// One micro-tile: `c[r0.., c0..] (+)= Ã · B̃ᵀ`, `mr × nr` (at most `MR × NR`), with `Ã` = `kc × MR` packed floats,
-/// `B̃` = `kc × NR` packed floats; `c` has unit column stride.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-fn micro_tile(
-    _tok: Avx512,
-    kc: usize,
-    a: &[f32],
-    b: &[f32],
-    a_next: &[f32],
-    c: &mut ArrayViewMut2<'_, f32>,
-    (r0, c0, mr, nr): (usize, usize, usize, usize),
-    accumulate: bool,
-) {
-    assert!(a.len() >= kc * MR && b.len() >= kc * NR, "micro_tile: packed operands too short");
-    assert!(mr <= MR && nr <= NR && r0 + mr <= c.nrows() && c0 + nr <= c.ncols(), "micro_tile: block outside C");
-    assert!((c.strides()[1] == 1 || nr <= 1) && c.strides()[0] >= 0, "micro_tile: C needs unit column stride");
-    if mr == 0 || nr == 0 {
-        return;
-    }
-    let ldc = c.strides()[0] as usize;
-    // SAFETY: the `Avx512` token exists only when `detect` found AVX-512F on this CPU. `a` and `b` hold at least
-    // `kc·MR` and `kc·NR` floats (checked above). `c` is a live mutable view with row stride `ldc` and column stride 1
-    // (checked; for `nr = 1` the column stride is never used), and the block `r0 .. r0 + mr`, `c0 .. c0 + nr` lies
-    // inside it (checked), so element `(r0 + r, c0 + col)` for `r < mr`, `col < nr` is at
-    // `c.as_mut_ptr() + (r0 + r)·ldc + c0 + col` and is valid for reads and writes; the kernel touches only those
-    // (masked loads and stores for the columns, a row loop bounded by `mr`). `a_next` is only prefetched.
-    unsafe {
-        let corner = c.as_mut_ptr().add(r0 * ldc + c0);
-        kernel_14x32(kc, a.as_ptr(), b.as_ptr(), a_next.as_ptr(), r0 == 0, corner, ldc, mr, nr, accumulate)
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[allow(clippy::too_many_arguments)]
-fn micro_tile(
-    _tok: Avx512,
-    _kc: usize,
-    _a: &[f32],
-    _b: &[f32],
-    _a_next: &[f32],
-    _c: &mut ArrayViewMut2<'_, f32>,
-    _block: (usize, usize, usize, usize),
-    _accumulate: bool,
-) {
-    unreachable!("no Avx512 token is made on this architecture")
 }
 
 /// k-steps ahead at which the kernel prefetches its own `B` slice (the first `A` panel of a pass finds it in L3).
@@ -699,6 +555,7 @@ unsafe fn kernel_14x32(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packed::KC;
     use rand::{Rng, SeedableRng};
 
     fn random(rng: &mut impl Rng, rows: usize, cols: usize) -> Array2<f32> {
@@ -772,20 +629,19 @@ mod tests {
     fn pack_owned(a: ArrayView2<'_, f32>, width: usize) -> Vec<f32> {
         let rows = |r: usize| a.row(r);
         let src = RowSource::f32(&rows, a.ncols());
-        let mut buf = vec![f32::NAN; Panels::len(a.nrows(), a.ncols(), width)];
+        let mut buf = vec![f32::NAN; panels_len(a.nrows(), a.ncols(), width)];
         pack_rows(&src, 0..a.nrows(), &mut [(width, &mut buf[..])], &mut []);
         buf
     }
 
-    fn panels<'d>(a: ArrayView2<'_, f32>, width: usize, data: &'d [f32]) -> Panels<'d> {
-        Panels { rows: a.nrows(), k: a.ncols(), width, data }
+    fn panels<'d>(a: ArrayView2<'_, f32>, width: usize, data: &'d [f32]) -> Panels<'d, f32> {
+        Panels { lines: a.nrows(), k: a.ncols(), width, data }
     }
 
     #[test]
     fn packed_product_matches_naive_including_upper_triangle() {
         let Path::Avx512(tok) = detect() else {
-            eprintln!("no AVX-512F on this CPU: the packed kernel is not exercised");
-            return;
+            return; // no AVX-512F on this CPU: the fallback is tested in linalg
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         for &(m, n, k) in &SHAPES {
@@ -813,13 +669,12 @@ mod tests {
     #[test]
     fn panels_are_aligned_zero_padded_and_normed() {
         let Path::Avx512(tok) = detect() else {
-            eprintln!("no AVX-512F on this CPU: the packer is not exercised");
-            return;
+            return; // no AVX-512F on this CPU: nothing packs
         };
         let z = Array2::from_shape_fn((5, 3), |(i, j)| (10 * i + j) as f64);
         let rows = |r: usize| z.row(r);
         let src = RowSource { rows: &rows, k: 3, convert: |v: f64| v as f32 };
-        let mut store = PackStore { buf: Vec::new() };
+        let mut store = PackStore::<f32> { buf: Vec::new() };
         // Stale data in a reused store must not leak into the padding.
         store.slice_mut(200).fill(f32::NAN);
         let jobs = [
@@ -839,13 +694,5 @@ mod tests {
         let want: Vec<f64> = (0..5).map(|i| (0..3).map(|j| ((10 * i + j) as f64).powi(2)).sum()).collect();
         assert_eq!(packed[0].norms, want);
         assert!(packed[1].norms.is_empty());
-    }
-
-    #[test]
-    fn padded_stride_avoids_powers_of_two() {
-        assert_eq!(padded_stride(0), 16);
-        assert_eq!(padded_stride(500), 512 + 16);
-        assert_eq!(padded_stride(250), 256 + 16);
-        assert_eq!(padded_stride(300), 304);
     }
 }

@@ -9,7 +9,7 @@
 //!   (and scales them by `s_p` for the broadcast side): into panels of [`MR`] = 14 columns (broadcast side) and of
 //!   [`NR`] = 16 columns (vector side, two zmm of 8 f64), k-major and zero-padded, each panel 64-byte aligned;
 //! - the 14 × 16 micro-kernel keeps its block of `G` in 28 zmm accumulators: per sample, two vector loads and 14
-//!   broadcasts for 28 FMAs; `k` is blocked by [`KC`] = 256 (the 32 KiB `B` slice stays in L1, the tiles in L2);
+//!   broadcasts for 28 FMAs; `k` is blocked by [`KC`](crate::packed::KC) = 256 (the 32 KiB `B` slice stays in L1, the tiles in L2);
 //! - only the pairs of tiles on or above the diagonal are computed, and on a diagonal tile only the micro-tiles
 //!   that reach its upper triangle; the caller mirrors.
 //!
@@ -18,18 +18,19 @@
 
 use crate::gemm::{self, Avx512, Path};
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{Array2, ArrayView2, Axis, s};
 use rayon::prelude::*;
 use std::cell::Cell;
 use std::ops::Range;
 use std::sync::Mutex;
+use std::thread::LocalKey;
+
+use crate::packed::{Element, PackStore, Panels, TileBuffer, padded_stride, panels_len, product_packed};
 
 /// Columns of the broadcast side per micro-tile.
 pub(crate) const MR: usize = 14;
 /// Columns of the vector side per micro-tile (two zmm of 8 f64).
 pub(crate) const NR: usize = 16;
-/// Block of the shared dimension (samples).
-pub(crate) const KC: usize = 256;
 
 /// One sample of a product: `scale · (X − 1μᵀ)ᵀ(X − 1μᵀ)`, `μ` the column means of `X` (computed here).
 #[derive(Clone, Copy, Debug)]
@@ -69,7 +70,7 @@ where
     let edge = tiles.iter().map(|r| r.len()).max().unwrap_or(0);
     match path {
         Path::Avx512(tok) => {
-            let mut store = PackStore::take();
+            let mut store = PackStore::<f64>::take();
             let seg = |t: &Range<usize>, w: usize| panels_len(t.len(), k, w).next_multiple_of(8);
             let total: usize = tiles.iter().map(|t| seg(t, MR) + seg(t, NR)).sum();
             let mut rest = store.slice_mut(total);
@@ -83,19 +84,19 @@ where
             bufs.par_iter_mut().zip(tiles.par_iter()).for_each(|((a, b), t)| {
                 pack_tile_avx512(tok, parts, t.clone(), k, a, b);
             });
-            let packed: Vec<(Panels<'_>, Panels<'_>)> = bufs
+            let packed: Vec<(Panels<'_, f64>, Panels<'_, f64>)> = bufs
                 .into_iter()
                 .zip(tiles)
                 .map(|((a, b), t)| {
                     let (a, b): (&[f64], &[f64]) = (a, b);
-                    (Panels { cols: t.len(), k, width: MR, data: a }, Panels { cols: t.len(), k, width: NR, data: b })
+                    (Panels { lines: t.len(), k, width: MR, data: a }, Panels { lines: t.len(), k, width: NR, data: b })
                 })
                 .collect();
-            let ld = padded_stride(edge);
+            let ld = padded_stride::<f64>(edge);
             pairs
                 .par_iter()
                 .map_init(
-                    || TileBuffer::take(edge, ld),
+                    || TileBuffer::<f64>::take(edge, ld),
                     |buf, &(i, j)| {
                         let mut g = buf.0.slice_mut(s![..tiles[i].len(), ..tiles[j].len()]);
                         product_packed(tok, &packed[i].0, &packed[j].1, g.view_mut(), i == j);
@@ -193,40 +194,6 @@ fn sum_sq(v: ndarray::ArrayView1<'_, f64>) -> f64 {
     }
 }
 
-/// Values taken by `cols` columns over `k` samples packed in panels of `width`.
-fn panels_len(cols: usize, k: usize, width: usize) -> usize {
-    cols.div_ceil(width) * width * k
-}
-
-/// Row stride of a tile buffer: a multiple of 8 f64 (64 bytes) that is not a multiple of 512 (4 KiB), so that the
-/// rows of a micro-tile do not all map to the same L1 sets.
-fn padded_stride(edge: usize) -> usize {
-    let ld = edge.next_multiple_of(8).max(8);
-    if ld.is_multiple_of(512) { ld + 8 } else { ld }
-}
-
-/// Columns of the centred samples packed into zero-padded panels of `width` columns: panel `q` holds columns
-/// `q·width ..` of the tile as `k` consecutive groups of `width` values (sample `kk`, column `c` at `kk·width + c`).
-#[derive(Clone, Copy, Debug)]
-struct Panels<'p> {
-    cols: usize,
-    k: usize,
-    width: usize,
-    data: &'p [f64],
-}
-
-impl<'p> Panels<'p> {
-    /// Panel `q` from sample `k0` on.
-    fn panel_from(&self, q: usize, k0: usize) -> &'p [f64] {
-        let panel = self.width * self.k;
-        &self.data[q * panel + k0 * self.width..(q + 1) * panel]
-    }
-
-    fn count(&self) -> usize {
-        self.cols.div_ceil(self.width)
-    }
-}
-
 /// [`pack_tile`] compiled with AVX-512F.
 #[cfg(target_arch = "x86_64")]
 fn pack_tile_avx512(_tok: Avx512, parts: &[Centred<'_>], cols: Range<usize>, k: usize, a: &mut [f64], b: &mut [f64]) {
@@ -315,159 +282,49 @@ fn write_row<const W: usize>(vals: &[f64], k: usize, kk: usize, out: &mut [f64])
     }
 }
 
-/// Largest packing buffer kept between calls (bytes).
-const SPARE_MAX_BYTES: usize = 256 << 20;
-
-/// The packing buffer kept between calls (as in [`gemm`]: fresh pages cost more than the packing itself).
+/// The f64 packing buffer kept between calls ([`PackStore`]).
 static SPARE: Mutex<Vec<f64>> = Mutex::new(Vec::new());
-
-/// Frees the f64 packing buffer kept between calls.
-pub(crate) fn release_buffers() {
-    let spare = std::mem::take(&mut *SPARE.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-    drop(spare);
-}
-
-/// A 64-byte aligned f64 buffer taken from [`SPARE`] and given back when dropped.
-struct PackStore {
-    buf: Vec<f64>,
-}
-
-impl PackStore {
-    fn take() -> Self {
-        Self { buf: std::mem::take(&mut *SPARE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)) }
-    }
-
-    /// `len` values starting on a 64-byte boundary (contents unspecified: the packer overwrites all of them).
-    fn slice_mut(&mut self, len: usize) -> &mut [f64] {
-        let need = len + 8;
-        if self.buf.len() < need {
-            self.buf = Vec::new();
-            self.buf = vec![0.0; need];
-        }
-        let off = match self.buf.as_ptr().align_offset(64) {
-            o if o < 8 => o,
-            _ => 0,
-        };
-        &mut self.buf[off..off + len]
-    }
-}
-
-impl Drop for PackStore {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        if buf.len() * 8 <= SPARE_MAX_BYTES {
-            let mut spare = SPARE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if buf.len() > spare.len() {
-                *spare = buf;
-            }
-        }
-    }
-}
 
 thread_local! {
     /// The f64 tile buffer of this thread, kept between calls (at most 224 × 224 f64, 392 KiB).
     static TILE_BUFFER: Cell<Option<Array2<f64>>> = const { Cell::new(None) };
 }
 
-/// A thread's tile buffer, given back to the thread-local slot when dropped.
-struct TileBuffer(Array2<f64>);
+impl Element for f64 {
+    const ZERO: f64 = 0.0;
+    const MR: usize = MR;
+    const NR: usize = NR;
+    const STRIDE_AVOID: usize = 512;
 
-impl TileBuffer {
-    fn take(rows: usize, cols: usize) -> Self {
-        match TILE_BUFFER.with(Cell::take) {
-            Some(b) if b.nrows() >= rows && b.ncols() >= cols => Self(b),
-            _ => Self(Array2::zeros((rows, cols))),
+    fn spare() -> &'static Mutex<Vec<f64>> {
+        &SPARE
+    }
+
+    fn tile_slot() -> &'static LocalKey<Cell<Option<Array2<f64>>>> {
+        &TILE_BUFFER
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel(
+        kc: usize,
+        a: *const f64,
+        b: *const f64,
+        a_next: *const f64,
+        prefetch_b: bool,
+        c: *mut f64,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller upholds `kernel_14x16`'s contract, which is this method's.
+        unsafe {
+            kernel_14x16(kc, a, b, a_next, prefetch_b, c, ldc, mr, nr, accumulate)
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no Avx512 token is made on this architecture")
     }
-}
-
-impl Drop for TileBuffer {
-    fn drop(&mut self) {
-        let b = std::mem::take(&mut self.0);
-        if b.len() <= 1 << 19 {
-            TILE_BUFFER.with(|slot| match slot.take() {
-                Some(old) if old.len() > b.len() => slot.set(Some(old)),
-                _ => slot.set(Some(b)),
-            });
-        }
-    }
-}
-
-/// `C = Ãᵀ B̃` for `a` packed in [`MR`]-column panels and `b` in [`NR`]-column panels over the same `k` samples; `c`
-/// is `a.cols × b.cols` with unit column stride. With `upper`, `a` and `b` are the same columns and micro-tiles
-/// wholly below the diagonal are skipped (those entries of `c` are left as they were).
-fn product_packed(tok: Avx512, a: &Panels<'_>, b: &Panels<'_>, mut c: ArrayViewMut2<'_, f64>, upper: bool) {
-    assert!(a.width == MR && b.width == NR && a.k == b.k, "product_packed: panels do not match");
-    assert_eq!(c.dim(), (a.cols, b.cols), "product_packed: output shape");
-    let k = a.k;
-    let mut k0 = 0;
-    // At least one pass, so that k = 0 writes zeros.
-    loop {
-        let kc = KC.min(k - k0);
-        for jp in 0..b.count() {
-            let (c0, nr) = (jp * NR, NR.min(b.cols - jp * NR));
-            let bp = &b.panel_from(jp, k0)[..kc * NR];
-            let rows = if upper { a.count().min((c0 + nr).div_ceil(MR)) } else { a.count() };
-            for ip in 0..rows {
-                let (r0, mr) = (ip * MR, MR.min(a.cols - ip * MR));
-                let ap = &a.panel_from(ip, k0)[..kc * MR];
-                let next = if ip + 1 < rows { &a.panel_from(ip + 1, k0)[..kc * MR] } else { ap };
-                micro_tile(tok, kc, ap, bp, next, &mut c, (r0, c0, mr, nr), k0 > 0);
-            }
-        }
-        k0 += kc;
-        if k0 >= k {
-            break;
-        }
-    }
-}
-
-/// One micro-tile: `c[r0.., c0..] (+)= Ãᵀ B̃`, `mr × nr` (at most `MR × NR`), `Ã` = `kc × MR` packed values,
-/// `B̃` = `kc × NR`; `c` has unit column stride.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-fn micro_tile(
-    _tok: Avx512,
-    kc: usize,
-    a: &[f64],
-    b: &[f64],
-    a_next: &[f64],
-    c: &mut ArrayViewMut2<'_, f64>,
-    (r0, c0, mr, nr): (usize, usize, usize, usize),
-    accumulate: bool,
-) {
-    assert!(a.len() >= kc * MR && b.len() >= kc * NR, "micro_tile: packed operands too short");
-    assert!(mr <= MR && nr <= NR && r0 + mr <= c.nrows() && c0 + nr <= c.ncols(), "micro_tile: block outside C");
-    assert!((c.strides()[1] == 1 || nr <= 1) && c.strides()[0] >= 0, "micro_tile: C needs unit column stride");
-    if mr == 0 || nr == 0 {
-        return;
-    }
-    let ldc = c.strides()[0] as usize;
-    // SAFETY: the `Avx512` token exists only when `gemm::detect` found AVX-512F on this CPU. `a` and `b` hold at
-    // least `kc·MR` and `kc·NR` values (checked above). `c` is a live mutable view with row stride `ldc` and column
-    // stride 1 (checked; for `nr = 1` the column stride is never used), and the block `r0 .. r0 + mr`,
-    // `c0 .. c0 + nr` lies inside it (checked), so element `(r0 + r, c0 + col)` for `r < mr`, `col < nr` is at
-    // `c.as_mut_ptr() + (r0 + r)·ldc + c0 + col`, valid for reads and writes; the kernel touches only those (masked
-    // loads and stores for the columns, a row loop bounded by `mr`). `a_next` is only prefetched.
-    unsafe {
-        let corner = c.as_mut_ptr().add(r0 * ldc + c0);
-        kernel_14x16(kc, a.as_ptr(), b.as_ptr(), a_next.as_ptr(), r0 == 0, corner, ldc, mr, nr, accumulate)
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[allow(clippy::too_many_arguments)]
-fn micro_tile(
-    _tok: Avx512,
-    _kc: usize,
-    _a: &[f64],
-    _b: &[f64],
-    _a_next: &[f64],
-    _c: &mut ArrayViewMut2<'_, f64>,
-    _block: (usize, usize, usize, usize),
-    _accumulate: bool,
-) {
-    unreachable!("no Avx512 token is made on this architecture")
 }
 
 /// k-steps ahead at which the kernel prefetches its own `B` slice.
@@ -574,6 +431,7 @@ pub(crate) fn detect() -> Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packed::KC;
     use rand::{Rng, SeedableRng};
 
     fn random(rng: &mut impl Rng, rows: usize, cols: usize) -> Array2<f64> {
@@ -634,8 +492,7 @@ mod tests {
     #[test]
     fn packed_product_matches_naive_including_upper_triangle() {
         let Path::Avx512(tok) = detect() else {
-            eprintln!("no AVX-512F on this CPU: the packed f64 kernel is not exercised");
-            return;
+            return; // no AVX-512F on this CPU: the fallback is tested in coral
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         for &(k, d) in &SHAPES {
@@ -644,7 +501,7 @@ mod tests {
             let (want, mag) = naive(&parts);
             let (mut a, mut b) = (vec![f64::NAN; panels_len(d, k, MR)], vec![f64::NAN; panels_len(d, k, NR)]);
             pack_tile(&parts, 0..d, k, &mut a, &mut b);
-            let (pa, pb) = (Panels { cols: d, k, width: MR, data: &a }, Panels { cols: d, k, width: NR, data: &b });
+            let (pa, pb) = (Panels { lines: d, k, width: MR, data: &a }, Panels { lines: d, k, width: NR, data: &b });
             // Inside a larger buffer with garbage around it: only the d×d block is written.
             let mut buf = Array2::<f64>::from_elem((d + 2, d + 11), f64::NAN);
             product_packed(tok, &pa, &pb, buf.slice_mut(s![1..d + 1, 2..d + 2]), false);
@@ -689,12 +546,9 @@ mod tests {
     }
 
     #[test]
-    fn column_tiles_and_stride() {
+    fn column_tiles_cover_the_columns() {
         assert!(column_tiles(0).is_empty());
         assert_eq!(column_tiles(256), vec![0..112, 112..224, 224..256]);
         assert_eq!(column_tiles(2048).len(), 10);
-        assert_eq!(padded_stride(224), 224);
-        assert_eq!(padded_stride(512), 520);
-        assert_eq!(padded_stride(0), 8);
     }
 }

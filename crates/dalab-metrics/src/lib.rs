@@ -18,6 +18,7 @@ mod gemm64;
 mod linalg;
 pub mod mmd;
 pub mod options;
+mod packed;
 pub mod report;
 pub mod validate;
 
