@@ -6,8 +6,11 @@
 //! - `cargo xtask dalab [--release] ARGS...` (alias `cargo dalab ...`): setup, then the `dalab` binary.
 //! - `cargo xtask test [NEXTEST ARGS...]`: setup (with the TensorBoard reader), then every test of the workspace.
 //! - `cargo xtask bench-metrics`: dalab-metrics next to the NumPy/scikit-learn peer, medians and ratios.
+//! - `cargo xtask reproduce [--quick] [TABLE...]`: the paper tables of experiments/reproduce/, regenerating
+//!   docs/results/ (`--quick`: the smoke run the test command ends with).
 
 mod bench_metrics;
+mod reproduce;
 
 use std::env;
 use std::ffi::OsString;
@@ -34,6 +37,9 @@ fn main() -> ExitCode {
             // The bench crate also holds libtorch benches, so it needs the install.
             check_rustflags().and_then(|_| setup(&parse_setup(&[])?)).and_then(|_| bench_metrics::run(&args[1..]))
         }
+        Some("reproduce") => {
+            check_rustflags().and_then(|_| setup(&parse_setup(&[])?)).and_then(|_| reproduce::run(&args[1..]))
+        }
         Some("-h" | "--help" | "help") | None => {
             eprintln!("{}", USAGE);
             Ok(())
@@ -55,6 +61,7 @@ const USAGE: &str = "usage: cargo xtask <task>
                                          unless --release
   test [ARGS...]                         setup, then run all tests (cargo nextest run --workspace ARGS...)
   bench-metrics [ARGS...]                dalab-metrics vs the NumPy/scikit-learn peer (--help for options)
+  reproduce [--quick] [TABLE...]         run the paper tables of experiments/reproduce/, write docs/results/
 environment: DALAB_CACHE_DIR (default ~/.cache/dalab), DALAB_TORCH=cpu|cuda (default: cuda when nvidia-smi sees a GPU)";
 
 fn repo_root() -> PathBuf {
@@ -365,5 +372,14 @@ fn test(args: &[String]) -> Result<()> {
     cmd.args(args);
     // Doc tests are off in this workspace (each would be one more binary linking libtorch); examples in docs are
     // checked by the unit and integration tests instead.
-    run_status(&mut cmd)
+    run_status(&mut cmd)?;
+    // The reproduction suite's smoke run, on the benchmark files when they are here (CI has ../shared).
+    if args.is_empty() {
+        if reproduce::data_available(&root) {
+            reproduce::run(&["--quick".to_string()])?;
+        } else {
+            eprintln!("xtask: no benchmark data (DALAB_DATA_DIR, ../shared/datasets); skipping `reproduce --quick`");
+        }
+    }
+    Ok(())
 }

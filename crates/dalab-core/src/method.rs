@@ -32,11 +32,8 @@ pub struct BuildEnv {
     pub device: Device,
 }
 
-/// Checks a config after parsing. The error message starts with the key path relative to the config
-/// (`trade_off: must be >= 0, got -1`); callers prefix the path of the config in the file.
-pub trait Validate {
-    fn validate(&self) -> std::result::Result<(), String>;
-}
+/// Checks a config after parsing (defined in dalab-classic, so that closed-form methods need no libtorch).
+pub use dalab_classic::Validate;
 
 /// A method as the registry knows it: its name, its config type and how to build it.
 pub trait MethodFactory: 'static {

@@ -7,6 +7,7 @@
 //! writes to `config.yaml` and overrides with `--set`/sweeps.
 
 use crate::{BuildEnv, Error, Method, MethodFactory, Result, Validate};
+use dalab_classic::{ClassicFactory, ClassicInputs, Fitted};
 use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -17,6 +18,16 @@ use tch::nn;
 type ParseFn = fn(&mut dyn erased_serde::Deserializer<'_>) -> std::result::Result<Value, erased_serde::Error>;
 type ValidateFn = fn(&Value) -> std::result::Result<(), String>;
 type BuildFn = fn(&Value, &nn::Path, BuildEnv) -> Result<Box<dyn Method>>;
+type FitFn = fn(&Value, &ClassicInputs<'_>) -> Result<Fitted>;
+
+/// How a registered method produces a model.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Built around the backbone and trained by the one trainer (dalab-train).
+    Trained(BuildFn),
+    /// Fitted in closed form on fixed features (dalab-classic); the runner calls it directly.
+    Classic(FitFn),
+}
 
 /// One registered method.
 #[derive(Clone, Copy)]
@@ -26,7 +37,7 @@ pub struct Entry {
     default_config: fn() -> Value,
     parse: ParseFn,
     validate: ValidateFn,
-    build: BuildFn,
+    kind: Kind,
 }
 
 impl fmt::Debug for Entry {
@@ -39,24 +50,42 @@ fn to_value<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("method configs serialize to JSON (plain serde structs)")
 }
 
-fn parse_as<M: MethodFactory>(
+fn parse_as<C: Serialize + serde::de::DeserializeOwned>(
     d: &mut dyn erased_serde::Deserializer<'_>,
 ) -> std::result::Result<Value, erased_serde::Error> {
-    let cfg: M::Config = erased_serde::deserialize(d)?;
+    let cfg: C = erased_serde::deserialize(d)?;
     Ok(to_value(&cfg))
 }
 
-fn from_value<M: MethodFactory>(v: &Value) -> std::result::Result<M::Config, String> {
-    serde_json::from_value(v.clone()).map_err(|e| e.to_string())
+fn from_value<C: serde::de::DeserializeOwned>(name: &str, v: &Value) -> Result<C> {
+    serde_json::from_value(v.clone()).map_err(|e| Error::Config(format!("methods.{name}: {e}")))
 }
 
-fn validate_as<M: MethodFactory>(v: &Value) -> std::result::Result<(), String> {
-    from_value::<M>(v)?.validate()
+fn validate_as<C: serde::de::DeserializeOwned + Validate>(v: &Value) -> std::result::Result<(), String> {
+    serde_json::from_value::<C>(v.clone()).map_err(|e| e.to_string())?.validate()
 }
 
 fn build_as<M: MethodFactory>(v: &Value, vs: &nn::Path, env: BuildEnv) -> Result<Box<dyn Method>> {
-    let cfg = from_value::<M>(v).map_err(|e| Error::Config(format!("methods.{}: {e}", M::NAME)))?;
-    M::build(&cfg, vs, env)
+    M::build(&from_value(M::NAME, v)?, vs, env)
+}
+
+fn fit_as<M: ClassicFactory>(v: &Value, inputs: &ClassicInputs<'_>) -> Result<Fitted> {
+    M::fit(&from_value(M::NAME, v)?, inputs).map_err(|e| Error::Other(format!("{}: {e}", M::NAME)))
+}
+
+/// The registry entry of a method whose options are `C`.
+fn entry<C>(name: &'static str, summary: &'static str, kind: Kind) -> Entry
+where
+    C: Serialize + serde::de::DeserializeOwned + Default + Validate + 'static,
+{
+    Entry {
+        name,
+        summary,
+        default_config: || to_value(&C::default()),
+        parse: parse_as::<C>,
+        validate: validate_as::<C>,
+        kind,
+    }
 }
 
 /// The list of known methods, in registration order.
@@ -72,15 +101,17 @@ impl Registry {
 
     /// Registers method `M`. Panics on a duplicate name (a programming error, caught by the CLI's tests).
     pub fn add<M: MethodFactory>(&mut self) -> &mut Self {
-        assert!(self.get(M::NAME).is_none(), "method `{}` registered twice", M::NAME);
-        self.entries.push(Entry {
-            name: M::NAME,
-            summary: M::SUMMARY,
-            default_config: || to_value(&M::Config::default()),
-            parse: parse_as::<M>,
-            validate: validate_as::<M>,
-            build: build_as::<M>,
-        });
+        self.push(entry::<M::Config>(M::NAME, M::SUMMARY, Kind::Trained(build_as::<M>)))
+    }
+
+    /// Registers the closed-form method `M` (fitted on fixed features by the runner, not trained).
+    pub fn add_classic<M: ClassicFactory>(&mut self) -> &mut Self {
+        self.push(entry::<M::Config>(M::NAME, M::SUMMARY, Kind::Classic(fit_as::<M>)))
+    }
+
+    fn push(&mut self, e: Entry) -> &mut Self {
+        assert!(self.get(e.name).is_none(), "method `{}` registered twice", e.name);
+        self.entries.push(e);
         self
     }
 
@@ -120,9 +151,27 @@ impl Registry {
         (self.entry(name)?.validate)(value).map_err(|m| Error::Config(format!("methods.{name}.{m}")))
     }
 
-    /// Builds a method from its resolved config.
+    /// Whether `name` is a closed-form method (fitted with [`Registry::fit_classic`], not trained).
+    pub fn is_classic(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|e| matches!(e.kind, Kind::Classic(_)))
+    }
+
+    /// Builds a trained method from its resolved config.
     pub fn build(&self, name: &str, value: &Value, vs: &nn::Path, env: BuildEnv) -> Result<Box<dyn Method>> {
-        (self.entry(name)?.build)(value, vs, env)
+        match self.entry(name)?.kind {
+            Kind::Trained(build) => build(value, vs, env),
+            Kind::Classic(_) => Err(Error::Config(format!(
+                "method `{name}` is fitted in closed form on fixed features; it has no trainable model"
+            ))),
+        }
+    }
+
+    /// Fits a closed-form method from its resolved config.
+    pub fn fit_classic(&self, name: &str, value: &Value, inputs: &ClassicInputs<'_>) -> Result<Fitted> {
+        match self.entry(name)?.kind {
+            Kind::Classic(fit) => fit(value, inputs),
+            Kind::Trained(_) => Err(Error::Config(format!("method `{name}` is trained, not fitted in closed form"))),
+        }
     }
 }
 

@@ -17,6 +17,11 @@
 //!     - name: dslr
 //!       path: my_feats/dslr.csv       # CSV: labels in a column, by default the last
 //!       label_column: -1
+//!     - name: usps
+//!       path: my_feats/usps.mat       # one sample per column (the JDA/GFK MAT releases)
+//!       features: X
+//!       labels: Y
+//!       layout: samples-as-columns
 //! ```
 
 use crate::preprocess::{FeatureNorm, flatten_rows, to_f32_dyn};
@@ -78,6 +83,17 @@ pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Array2<f64>> {
     Err(Error::format(path, "unknown matrix format (want .npy, .npz, .mat, .h5, .csv, .tsv, .txt, optionally .gz)"))
 }
 
+/// How a features matrix stores its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// One sample per row (`[n, d]`).
+    #[default]
+    Rows,
+    /// One sample per column (`[d, n]`, as the JDA and GFK MAT files store them): transposed when read.
+    SamplesAsColumns,
+}
+
 /// One domain of a `feature-files` dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +119,9 @@ pub struct FeatureDomain {
     /// the target.
     #[serde(default)]
     pub test_path: Option<PathBuf>,
+    /// `rows` (default) or `samples-as-columns` (needs `labels` or `labels_path`).
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 /// The `feature-files` dataset: the user's own feature files, one per domain, declared in YAML.
@@ -140,6 +159,11 @@ impl FeatureFilesConfig {
             }
             if d.label_column.is_some() && (d.labels.is_some() || d.labels_path.is_some()) {
                 return Err(format!("domains[{i}].label_column: give either label_column or labels/labels_path"));
+            }
+            if d.layout == Layout::SamplesAsColumns && d.labels.is_none() && d.labels_path.is_none() {
+                return Err(format!(
+                    "domains[{i}].layout: `samples-as-columns` needs the labels in `labels` or `labels_path`"
+                ));
             }
         }
         if let Some(c) = &self.classes
@@ -193,13 +217,21 @@ impl FeatureFilesConfig {
         let base = lname.strip_suffix(".gz").unwrap_or(&lname);
         let is_table =
             !(base.ends_with(".mat") || base.ends_with(".npz") || base.ends_with(".h5") || base.ends_with(".hdf5"));
+        let read_x = || {
+            let x = read_matrix(&file, d.features.as_deref())?;
+            Ok::<_, Error>(if d.layout == Layout::SamplesAsColumns {
+                x.reversed_axes().as_standard_layout().to_owned()
+            } else {
+                x
+            })
+        };
         let (mut x, raw_labels, label_file) = if let Some(lp) = &d.labels_path {
             let lp = data_dir.join(lp);
-            let x = read_matrix(&file, d.features.as_deref())?;
+            let x = read_x()?;
             let y = read_matrix(&lp, d.labels.as_deref())?;
             (x, y.into_iter().collect::<Vec<f64>>(), lp)
         } else if let Some(key) = &d.labels {
-            let x = read_matrix(&file, d.features.as_deref())?;
+            let x = read_x()?;
             let y = read_matrix(&file, Some(key))?;
             (x, y.into_iter().collect(), file.clone())
         } else if is_table || d.label_column.is_some() {
@@ -221,9 +253,18 @@ impl FeatureFilesConfig {
             )));
         };
         if raw_labels.len() != x.nrows() {
+            let hint = match d.layout {
+                Layout::Rows if raw_labels.len() == x.ncols() => format!(
+                    " (the features have {} columns: if they store one sample per column, set `layout: \
+                     samples-as-columns` for domain `{}`)",
+                    x.ncols(),
+                    d.name
+                ),
+                _ => String::new(),
+            };
             return Err(Error::format(
                 &label_file,
-                format!("{} labels for {} samples in {}", raw_labels.len(), x.nrows(), file.display()),
+                format!("{} labels for {} samples in {}{hint}", raw_labels.len(), x.nrows(), file.display()),
             ));
         }
         let mut y = Vec::with_capacity(raw_labels.len());
@@ -310,5 +351,42 @@ mod tests {
         assert!(e.contains("a.mat") && e.contains("label 1 of sample 0"), "{e}");
         let e = serde_saphyr::from_str::<FeatureFilesConfig>("domains: []\nextra: 1\n").unwrap_err().to_string();
         assert!(e.contains("extra"), "{e}");
+    }
+
+    /// A MAT file with one sample per column (3 features × 4 samples, as the JDA releases store them): read as
+    /// rows it is refused with a hint naming the option; with `layout: samples-as-columns` the samples are the
+    /// columns, in order.
+    #[test]
+    fn samples_as_columns_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        let x = array![[1.0, 2.0, 3.0, 4.0], [0.0, 0.5, 0.0, 0.5], [9.0, 8.0, 7.0, 6.0]];
+        let y = array![[1.0, 2.0, 1.0, 2.0]];
+        mat::write(&p.join("u.mat"), &[("X", &x, mat::WriteClass::Double), ("Y", &y, mat::WriteClass::Double)], false)
+            .unwrap();
+        let yaml = |layout: &str| {
+            format!("domains:\n  - {{name: u, path: u.mat, features: X, labels: Y{layout}}}\nlabel_offset: -1\n")
+        };
+        let rows: FeatureFilesConfig = serde_saphyr::from_str(&yaml("")).unwrap();
+        let e = rows.load_task("u", "u", p).unwrap_err().to_string();
+        assert!(
+            e.contains("4 labels for 3 samples") && e.contains("set `layout: samples-as-columns` for domain `u`"),
+            "{e}"
+        );
+        let cols: FeatureFilesConfig = serde_saphyr::from_str(&yaml(", layout: samples-as-columns")).unwrap();
+        let t = cols.load_task("u", "u", p).unwrap();
+        assert_eq!(t.source.x.shape(), &[4, 3]);
+        assert_eq!(
+            t.source.dense_x().unwrap().index_axis(Axis(0), 1).iter().copied().collect::<Vec<f32>>(),
+            vec![2.0f32, 0.5, 8.0]
+        );
+        assert_eq!(t.source.y, vec![0, 1, 0, 1]);
+        // The layout needs named labels (a label column of a transposed table would be ambiguous).
+        let bad: FeatureFilesConfig =
+            serde_saphyr::from_str("domains:\n  - {name: c, path: c.csv, layout: samples-as-columns}\n").unwrap();
+        assert_eq!(
+            bad.validate().unwrap_err(),
+            "domains[0].layout: `samples-as-columns` needs the labels in `labels` or `labels_path`"
+        );
     }
 }

@@ -16,9 +16,15 @@ pub fn nearest(source: &Domain, target: &Domain) -> Result<Vec<usize>> {
     // f64 copies, so that the inner loop is plain indexing (fast even in unoptimised test builds).
     let xs: Vec<f64> = sx.as_standard_layout().iter().map(|&v| f64::from(v)).collect();
     let xt: Vec<f64> = tx.as_standard_layout().iter().map(|&v| f64::from(v)).collect();
-    let ns = source.len();
-    Ok(xt
-        .par_chunks(d)
+    Ok(nearest_rows(&xs, &xt, d))
+}
+
+/// Index of the nearest row of `xs` for each row of `xt`, both row-major with `d` columns (Euclidean; ties go
+/// to the first row).
+pub fn nearest_rows(xs: &[f64], xt: &[f64], d: usize) -> Vec<usize> {
+    let d = d.max(1);
+    let ns = xs.len() / d;
+    xt.par_chunks(d)
         .map(|q| {
             let mut best = f64::INFINITY;
             let mut arg = 0;
@@ -43,7 +49,7 @@ pub fn nearest(source: &Domain, target: &Domain) -> Result<Vec<usize>> {
             }
             arg
         })
-        .collect())
+        .collect()
 }
 
 /// Accuracy (%) of the 1-NN classifier trained on `source`, on `target`.
@@ -101,7 +107,8 @@ pub fn jda_table(data_dir: &Path, datasets: &[String]) -> Result<Vec<BaselineRow
     for d in datasets {
         if !JDA_NN.iter().any(|r| r.0 == d) {
             return Err(crate::Error::Invalid(format!(
-                "no 1-NN reference for dataset `{d}` (have: office-caltech10-surf, jda-digits)"
+                "no 1-NN reference for dataset `{d}` (have: office-caltech10-surf, jda-digits); for any other \
+                 dataset, run the method `1nn` with `dalab run` (methods: {{1nn: {{}}}})"
             )));
         }
     }

@@ -81,7 +81,7 @@ impl Default for CoralTransformSettings {
 
 /// The classic CORAL alignment (Sun, Feng & Saenko 2016):
 /// `A = (C_S + λI)^(−1/2) (C_T + λI)^(1/2)`, applied to source rows as `x ↦ x A` (rows are not centred,
-/// as in the authors' MATLAB code). Matrix powers by a symmetric eigendecomposition (Jacobi, f64).
+/// as in the authors' MATLAB code). Matrix powers by a symmetric eigendecomposition (faer, f64).
 #[derive(Clone, Debug)]
 pub struct CoralTransform {
     /// Settings used.

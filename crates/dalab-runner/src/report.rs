@@ -3,7 +3,9 @@
 //! Rows are methods × swept values, columns are tasks plus their average, cells are the mean ± sample standard
 //! deviation over seeds of the target accuracy of the selected model (the separate target test set where the
 //! dataset has one). The caption says how many seeds and which selection rule; a target-label oracle is
-//! marked in the caption and in every row it touches.
+//! marked in the caption and in every row it touches. Swept keys that are random draws of a protocol
+//! ([`POOLED_KEYS`], e.g. the CORAL standard protocol's `dataset.sample_seed`) are pooled like seeds: one row,
+//! every draw a value of its cells.
 
 use crate::store::{TrialStatus, status};
 use crate::trial::{TrialResult, label};
@@ -13,21 +15,32 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Swept keys whose values are replicates (random draws of a protocol), pooled into the cells like seeds.
+pub const POOLED_KEYS: &[&str] = &["dataset.sample_seed"];
+
 /// Paper numbers to show next to ours (`--reference FILE`):
 ///
 /// ```yaml
 /// caption: DANN paper (Ganin et al., JMLR 2016), Table 1a
+/// tolerance: 1.5                # optional: differences beyond ±1.5 points are marked
 /// rows:
 ///   - name: DANN (paper)
 ///     compare_to: dann          # a row of our table: adds a row of differences (ours − paper)
 ///     values: {books→kitchen: 77.9}
+///     notes: {books→kitchen: why the cell differs}   # optional, printed under the table
+/// notes: text printed under the table   # optional
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reference {
     #[serde(default)]
     pub caption: String,
+    /// Differences (points) beyond ± this are marked in bold.
+    #[serde(default)]
+    pub tolerance: Option<f64>,
     pub rows: Vec<ReferenceRow>,
+    #[serde(default)]
+    pub notes: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -38,6 +51,9 @@ pub struct ReferenceRow {
     pub compare_to: Option<String>,
     /// Task → accuracy in percent.
     pub values: BTreeMap<String, f64>,
+    /// Task (or `avg`) → an explanation of the difference.
+    #[serde(default)]
+    pub notes: BTreeMap<String, String>,
 }
 
 /// Reads a reference file; errors name the file, line and key.
@@ -92,6 +108,8 @@ pub struct Table {
     /// True when the cells are target *test* accuracies.
     pub test_split: bool,
     pub failed: usize,
+    /// Swept keys pooled like seeds ([`POOLED_KEYS`] that vary in this experiment).
+    pub pooled: Vec<String>,
     /// Trial folders of finished trials, by row and task (for curves).
     pub trial_dirs: BTreeMap<(String, String), Vec<PathBuf>>,
 }
@@ -135,8 +153,15 @@ pub fn collect(
     let mut trial_dirs: BTreeMap<(String, String), Vec<PathBuf>> = BTreeMap::new();
     let mut selections: Vec<String> = Vec::new();
     let mut oracle = false;
+    let mut pooled: Vec<String> = Vec::new();
     for (r, d) in &results {
-        let row = label(&r.method, &r.sweep);
+        let mut sweep = r.sweep.clone();
+        for k in POOLED_KEYS {
+            if sweep.remove(*k).is_some() && !pooled.iter().any(|p| p == k) {
+                pooled.push(k.to_string());
+            }
+        }
+        let row = label(&r.method, &sweep);
         let task = r.task();
         if !rows.contains(&row) {
             rows.push(row.clone());
@@ -155,7 +180,7 @@ pub fn collect(
     }
     order_by(&mut rows, row_order);
     order_by(&mut tasks, task_order);
-    Ok(Table { experiment, rows, tasks, cells, selections, oracle, test_split, failed, trial_dirs })
+    Ok(Table { experiment, rows, tasks, cells, selections, oracle, test_split, failed, pooled, trial_dirs })
 }
 
 /// Sorts `v`: items of `order` first in that order, the rest alphabetically.
@@ -175,9 +200,15 @@ impl Table {
         let mut ns: Vec<usize> = self.cells.values().map(|c| c.values.len()).collect();
         ns.sort();
         ns.dedup();
+        let what = if self.pooled.is_empty() {
+            "seed".to_string()
+        } else {
+            format!("run (seeds × random draws of {})", self.pooled.join(", "))
+        };
         match ns.as_slice() {
-            [n] => format!("{n} seed{}", if *n == 1 { "" } else { "s" }),
-            _ => format!("{}–{} seeds per cell", ns[0], ns[ns.len() - 1]),
+            [1] => format!("1 {what}"),
+            [n] => format!("{n} {}", plural(&what)),
+            _ => format!("{}–{} {} per cell", ns[0], ns[ns.len() - 1], plural(&what)),
         }
     }
 
@@ -227,16 +258,20 @@ impl Table {
                 let avg = ref_average(rr, &self.tasks).map(|a| format!("{a:.1}")).unwrap_or("–".into());
                 s.push_str(&format!("| *{}* | {} | {avg} |\n", rr.name, vals.join(" | ")));
                 if let Some(ours) = rr.compare_to.as_deref().filter(|o| self.rows.iter().any(|r| r == o)) {
+                    let mark = |d: f64| {
+                        let t = format!("{d:+.1}");
+                        if r.tolerance.is_some_and(|tol| d.abs() > tol) { format!("**{t}**") } else { t }
+                    };
                     let diffs: Vec<String> = self
                         .tasks
                         .iter()
                         .map(|t| match (self.cells.get(&(ours.to_string(), t.clone())), rr.values.get(t)) {
-                            (Some(c), Some(p)) => format!("{:+.1}", 100.0 * c.mean() - p),
+                            (Some(c), Some(p)) => mark(100.0 * c.mean() - p),
                             _ => "–".into(),
                         })
                         .collect();
                     let avg = match (self.average(ours), ref_average(rr, &self.tasks)) {
-                        (Some(a), Some(p)) => format!("{:+.1}", 100.0 * a - p),
+                        (Some(a), Some(p)) => mark(100.0 * a - p),
                         _ => "–".into(),
                     };
                     s.push_str(&format!("| Δ {ours} − {} | {} | {avg} |\n", rr.name, diffs.join(" | ")));
@@ -244,6 +279,20 @@ impl Table {
             }
             if !r.caption.is_empty() {
                 s.push_str(&format!("\nReference rows (*italic*): {}.\n", r.caption));
+            }
+            if let Some(tol) = r.tolerance {
+                s.push_str(&format!("Δ in **bold**: beyond ±{tol} points.\n"));
+            }
+            let notes: Vec<String> = r
+                .rows
+                .iter()
+                .flat_map(|rr| rr.notes.iter().map(move |(task, text)| format!("- {} {task}: {text}", rr.name)))
+                .collect();
+            if !notes.is_empty() {
+                s.push_str(&format!("\nNotes:\n{}\n", notes.join("\n")));
+            }
+            if !r.notes.trim().is_empty() {
+                s.push_str(&format!("\n{}\n", r.notes.trim()));
             }
         }
         s
@@ -286,6 +335,14 @@ impl Table {
             s.push_str(&(f.join(",") + "\n"));
         }
         s
+    }
+}
+
+/// `seed` → `seeds`, `run (…)` → `runs (…)`.
+fn plural(what: &str) -> String {
+    match what.split_once(' ') {
+        Some((head, rest)) => format!("{head}s {rest}"),
+        None => format!("{what}s"),
     }
 }
 
@@ -419,6 +476,61 @@ mod tests {
         assert!((c.mean() - 0.8).abs() < 1e-15);
         assert!((c.std() - 0.1).abs() < 1e-15);
         assert_eq!(Cell { values: vec![0.5] }.std(), 0.0);
+    }
+
+    /// Writes a finished trial's result.json (method `svm`, task A→W) into `dir/id`.
+    fn write_result(dir: &Path, id: &str, sweep: serde_json::Value, acc: f64) {
+        let rec = serde_json::json!({"step": 0, "source": 1.0, "target": acc});
+        let r = serde_json::json!({
+            "trial": id, "experiment": "e", "method": "svm", "source": "A", "target": "W", "seed": 0,
+            "sweep": sweep, "selection": "last", "oracle": false, "selected": rec, "last": rec,
+            "steps": 0, "seconds": 0.1, "device": "cpu", "dalab_version": "0"
+        });
+        std::fs::create_dir_all(dir.join(id)).unwrap();
+        std::fs::write(dir.join(id).join("result.json"), r.to_string()).unwrap();
+    }
+
+    /// Draws of `dataset.sample_seed` pool into one row (like seeds); another swept key keeps its own rows.
+    #[test]
+    fn random_draws_are_pooled_like_seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, acc) in [0.4, 0.5, 0.6].into_iter().enumerate() {
+            write_result(dir.path(), &format!("t{i}"), serde_json::json!({"dataset.sample_seed": i}), acc);
+        }
+        let t = collect(dir.path(), None, &[], &[]).unwrap();
+        assert_eq!(t.rows, vec!["svm"]);
+        let cell = &t.cells[&("svm".to_string(), "A→W".to_string())];
+        assert_eq!(cell.values.len(), 3);
+        assert!((cell.mean() - 0.5).abs() < 1e-12);
+        assert!(t.caption().contains("over 3 runs (seeds × random draws of dataset.sample_seed)"), "{}", t.caption());
+        write_result(dir.path(), "u", serde_json::json!({"dataset.sample_seed": 0, "methods.svm.folds": 3}), 0.7);
+        let t = collect(dir.path(), None, &[], &[]).unwrap();
+        assert_eq!(t.rows, vec!["svm", "svm (folds=3)"]);
+    }
+
+    /// Δ cells beyond the tolerance are bold, those within are not; notes are printed under the table.
+    #[test]
+    fn reference_marks_differences_beyond_the_tolerance_and_prints_notes() {
+        let dir = tempfile::tempdir().unwrap();
+        write_result(dir.path(), "t", serde_json::json!({}), 0.40);
+        let t = collect(dir.path(), None, &[], &[]).unwrap();
+        let reference = |paper: f64| Reference {
+            caption: "paper".into(),
+            tolerance: Some(1.5),
+            rows: vec![ReferenceRow {
+                name: "P".into(),
+                compare_to: Some("svm".into()),
+                values: [("A→W".to_string(), paper)].into(),
+                notes: [("A→W".to_string(), "because".to_string())].into(),
+            }],
+            notes: "More.".into(),
+        };
+        let far = t.markdown(Some(&reference(43.0)));
+        assert!(far.contains("| Δ svm − P | **-3.0** | **-3.0** |"), "{far}");
+        assert!(far.contains("Δ in **bold**: beyond ±1.5 points.") && far.contains("- P A→W: because"), "{far}");
+        assert!(far.trim_end().ends_with("More."), "{far}");
+        let near = t.markdown(Some(&reference(41.0)));
+        assert!(near.contains("| Δ svm − P | -1.0 | -1.0 |"), "{near}");
     }
 
     #[test]

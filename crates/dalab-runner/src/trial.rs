@@ -288,10 +288,15 @@ fn train_and_record(
         seed: c.seed,
         device,
     };
-    let mut prog = ProgressAdapter { inner: progress, total: c.train.iterations };
-    let (outcome, _vs) = {
+    let classic = registry.is_classic(&c.method);
+    let mut prog = ProgressAdapter { inner: progress, total: if classic { 0 } else { c.train.iterations } };
+    let outcome = {
         let mut sinks: [&mut dyn Sink; 3] = [tb, &mut jsonl, &mut prog];
-        dalab_train::train(registry, &spec, &task, &mut sinks)?
+        if classic {
+            dalab_train::fit_classic(registry, &spec, &task, &mut sinks)?
+        } else {
+            dalab_train::train(registry, &spec, &task, &mut sinks)?.0
+        }
     };
     // The selected model's numbers, as the HParams dashboard's metrics.
     let w = tb.writer();

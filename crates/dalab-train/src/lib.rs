@@ -373,6 +373,70 @@ fn train_inner(
     Ok((outcome, vs))
 }
 
+/// A domain's features as `[n, d]` rows in f64 (samples flattened), for the closed-form methods.
+fn rows_f64(d: &dalab_data::Domain) -> Result<ndarray::Array2<f64>> {
+    let x = d.x.to_dense()?;
+    let n = x.shape()[0];
+    let flat = x.view().into_shape_with_order((n, x.len() / n.max(1))).map_err(|e| {
+        Error::Invalid(format!("domain `{}`: cannot flatten features of shape {:?}: {e}", d.name, x.shape()))
+    })?;
+    Ok(flat.mapv(f64::from))
+}
+
+/// Fits the closed-form method `spec.method` (a `Registry::add_classic` entry: alignment + linear SVM, ...)
+/// on the task's fixed features and scores it like a trained model, with one evaluation record. Such a method
+/// has a single model, so `selection` does not apply: the result records `last` and no oracle. The method sees
+/// the source features and labels and the target features only ([`dalab_classic::ClassicInputs`]).
+pub fn fit_classic(
+    registry: &Registry,
+    spec: &TrialSpec<'_>,
+    task: &TaskData,
+    sinks: &mut [&mut dyn Sink],
+) -> Result<TrialOutcome> {
+    let started = std::time::Instant::now();
+    let result = (|| {
+        let xs = rows_f64(&task.source)?;
+        let xt = rows_f64(&task.target)?;
+        let inputs = dalab_classic::ClassicInputs {
+            source_x: xs.view(),
+            source_y: &task.source.y,
+            target_x: xt.view(),
+            num_classes: task.source.num_classes(),
+            seed: spec.seed,
+        };
+        let fitted = registry.fit_classic(spec.method, spec.method_config, &inputs)?;
+        let score =
+            |x: &ndarray::Array2<f64>, y: &[i64]| dalab_classic::accuracy(&fitted.classifier.predict(x.view()), y);
+        let rec = EvalRecord {
+            step: 0,
+            source: score(&xs, &task.source.y),
+            source_val: None,
+            target: score(&xt, &task.target.y),
+            target_test: task.target_test.as_ref().map(|d| Ok::<_, Error>(score(&rows_f64(d)?, &d.y))).transpose()?,
+        };
+        for s in sinks.iter_mut() {
+            s.step(0, &fitted.scalars)?;
+            s.eval(&rec)?;
+        }
+        Ok(TrialOutcome {
+            selection: Selection::Last,
+            oracle: false,
+            selected: rec.clone(),
+            last: rec,
+            steps: 0,
+            seconds: started.elapsed().as_secs_f64(),
+            device: "cpu".into(),
+        })
+    })();
+    for s in sinks.iter_mut() {
+        let flushed = s.flush();
+        if result.is_ok() {
+            flushed?;
+        }
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,7 +149,7 @@ mod tests {
     }
 
     /// Cross-crate check: the transform fitted from the batches equals dalab-metrics' `CoralTransform` (pure-Rust
-    /// Jacobi eigensolver) on the same data, to 1e-6 (the matrix is stored in f32).
+    /// eigensolver, faer) on the same data, to 1e-6 (the matrix is stored in f32).
     #[test]
     fn transform_equals_dalab_metrics() {
         let cfg = CoralConfig { lambda: 1.0, fit_batches: 2 };

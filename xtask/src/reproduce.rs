@@ -1,0 +1,213 @@
+//! `cargo xtask reproduce [--quick] [--jobs N] [--runs-dir DIR] [TABLE...]`: runs the paper tables of
+//! `experiments/reproduce/` (one experiment file per table, its paper numbers in `reference/<table>.yaml`) and
+//! regenerates `docs/results/<table>.md`: our mean ± std per cell next to the paper's number and the difference
+//! (marked beyond the reference's tolerance, with the explanations the reference file gives), the command, wall
+//! time, machine and commit.
+//!
+//! `--quick` is the smoke run CI executes: the dev build, each table cut to the overrides in [`QUICK`], results
+//! under the runs directory (`target/reproduce-quick` by default) and never in docs/.
+
+use crate::{Result, cargo, repo_root, run_status};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const TABLES_DIR: &str = "experiments/reproduce";
+
+/// `--set` overrides of the quick mode, per table (a table not listed runs whole).
+const QUICK: &[(&str, &[&str])] = &[
+    ("coral-table1", &["tasks=[A→W]"]),
+    ("coral-table3", &["tasks=[A→W]", "seeds=[0]"]),
+    ("jda-table2-surf", &["tasks=[A→W]"]),
+    ("jda-table2-digits", &["tasks=[usps→mnist]"]),
+];
+
+struct Opts {
+    quick: bool,
+    jobs: usize,
+    runs_dir: Option<PathBuf>,
+    tables: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut o = Opts { quick: false, jobs: 2, runs_dir: None, tables: Vec::new() };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--jobs" | "-j" => {
+                let v = it.next().ok_or("--jobs needs a number")?;
+                o.jobs = v.parse().map_err(|_| format!("--jobs: not a number: {v}"))?;
+            }
+            "--runs-dir" => o.runs_dir = Some(PathBuf::from(it.next().ok_or("--runs-dir needs a folder")?)),
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            s if s.starts_with('-') => return Err(format!("unknown option `{s}`\n{USAGE}")),
+            s => o.tables.push(s.trim_end_matches(".yaml").to_string()),
+        }
+    }
+    Ok(o)
+}
+
+const USAGE: &str = "usage: cargo xtask reproduce [--quick] [--jobs N] [--runs-dir DIR] [TABLE...]
+  TABLE: a file stem of experiments/reproduce/*.yaml (default: all)
+  --quick     smoke run (dev build, a task or two per table; results under the runs dir, not docs/)
+  --jobs N    trials at a time (default 2)
+  --runs-dir  where the trials go (default: runs, or target/reproduce-quick with --quick)";
+
+/// Every table of experiments/reproduce/, sorted.
+fn all_tables(root: &Path) -> Result<Vec<String>> {
+    let dir = root.join(TABLES_DIR);
+    let mut v: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".yaml").map(str::to_string))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn data_dir(root: &Path) -> PathBuf {
+    if let Some(d) = std::env::var_os("DALAB_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    let shared = root.join("..").join("shared").join("datasets");
+    if shared.is_dir() { shared } else { root.join("data") }
+}
+
+/// Whether the benchmark files of the tables can be found (the quick run needs Office-Caltech SURF and the JDA
+/// digits).
+pub fn data_available(root: &Path) -> bool {
+    let d = data_dir(root);
+    d.join("office_caltech10_surf").is_dir() && d.join("digits").is_dir()
+}
+
+fn output(cmd: &mut Command) -> String {
+    cmd.output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{cpu}, {cores} cores, no GPU used")
+}
+
+fn commit(root: &Path) -> String {
+    let head = output(Command::new("git").current_dir(root).args(["rev-parse", "--short", "HEAD"]));
+    let dirty = !output(Command::new("git").current_dir(root).args(["status", "--porcelain", "--untracked-files=no"]))
+        .is_empty();
+    if head.is_empty() {
+        "unknown".into()
+    } else if dirty {
+        format!("{head} + uncommitted changes")
+    } else {
+        head
+    }
+}
+
+/// A top-level `key: value` of an experiment file (its first line of that key).
+fn top_key(exp: &Path, key: &str) -> String {
+    let prefix = format!("{key}:");
+    std::fs::read_to_string(exp)
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix(prefix.as_str()).map(|d| d.trim().to_string())))
+        .unwrap_or_default()
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    let root = repo_root();
+    let known = all_tables(&root)?;
+    let tables = if o.tables.is_empty() { known.clone() } else { o.tables.clone() };
+    if let Some(bad) = tables.iter().find(|t| !known.contains(t)) {
+        return Err(format!("no table `{bad}` in {TABLES_DIR}/ (have: {})", known.join(", ")));
+    }
+    let profile = if o.quick { "debug" } else { "release" };
+    let mut build = Command::new(cargo());
+    build.current_dir(&root).args(["build", "--quiet", "--package", "dalab-cli", "--bin", "dalab"]);
+    if !o.quick {
+        build.arg("--release");
+    }
+    run_status(&mut build)?;
+    let exe = root.join("target").join(profile).join("dalab");
+    let runs = o.runs_dir.clone().unwrap_or_else(|| root.join(if o.quick { "target/reproduce-quick" } else { "runs" }));
+    let data = data_dir(&root);
+    let results_dir = if o.quick { runs.join("results") } else { root.join("docs").join("results") };
+    std::fs::create_dir_all(&results_dir).map_err(|e| format!("{}: {e}", results_dir.display()))?;
+    let (machine, commit) = (machine(), commit(&root));
+    let date = output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]));
+    let mut failed = Vec::new();
+    let mut summary = Vec::new();
+    for t in &tables {
+        let exp = root.join(TABLES_DIR).join(format!("{t}.yaml"));
+        let reference = root.join(TABLES_DIR).join("reference").join(format!("{t}.yaml"));
+        let sets: Vec<&str> = if o.quick {
+            QUICK.iter().find(|(n, _)| n == t).map(|(_, s)| s.to_vec()).unwrap_or_default()
+        } else {
+            vec![]
+        };
+        eprintln!("xtask: reproduce {t}{}", if o.quick { " (quick)" } else { "" });
+        let fresh = !runs.join(top_key(&exp, "name")).exists();
+        let started = Instant::now();
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--data-dir").arg(&data).arg("run").arg(&exp).arg("--runs-dir").arg(&runs);
+        cmd.args(["--jobs", &o.jobs.to_string()]);
+        for s in &sets {
+            cmd.args(["--set", s]);
+        }
+        if run_status(&mut cmd).is_err() {
+            failed.push(t.clone());
+            continue;
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let out = runs.join("reports").join(t);
+        let mut rep = Command::new(&exe);
+        rep.arg("report").arg(&exp).arg("--runs-dir").arg(&runs).arg("--out").arg(&out).arg("--no-plots");
+        for s in &sets {
+            rep.args(["--set", s]);
+        }
+        if reference.exists() {
+            rep.arg("--reference").arg(&reference);
+        }
+        rep.stdout(std::process::Stdio::null());
+        if run_status(&mut rep).is_err() {
+            failed.push(t.clone());
+            continue;
+        }
+        let table = std::fs::read_to_string(out.join("report.md")).map_err(|e| format!("{}: {e}", out.display()))?;
+        let quick_note = if o.quick {
+            format!("\n**Quick smoke run** (`--quick`, overrides {sets:?}): not the table's numbers.\n")
+        } else {
+            String::new()
+        };
+        let doc = format!(
+            "# {t}: {}\n\nGenerated by `cargo xtask reproduce{} {t}` on {date}: wall time {:.0} s with `--jobs {}`{}, \
+             {machine}, commit {commit}.\nExperiment: \
+             [`{TABLES_DIR}/{t}.yaml`](../../{TABLES_DIR}/{t}.yaml) (every setting and its source in its comments); \
+             paper numbers: [`{TABLES_DIR}/reference/{t}.yaml`](../../{TABLES_DIR}/reference/{t}.yaml).\n{quick_note}\n{table}",
+            top_key(&exp, "description"),
+            if o.quick { " --quick" } else { "" },
+            wall,
+            o.jobs,
+            if fresh { " (every trial run)" } else { " (trials already in the runs folder were skipped)" },
+        );
+        let file = results_dir.join(format!("{t}.md"));
+        std::fs::write(&file, doc).map_err(|e| format!("{}: {e}", file.display()))?;
+        summary.push(format!("{t}: {wall:.0} s → {}", file.display()));
+    }
+    for s in &summary {
+        eprintln!("xtask: {s}");
+    }
+    if failed.is_empty() { Ok(()) } else { Err(format!("tables that failed: {}", failed.join(", "))) }
+}
