@@ -101,10 +101,17 @@ impl SvmSettings {
 }
 
 /// A kernel with its parameters resolved.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Kernel {
     Linear,
-    Rbf { gamma: f64 },
+    Rbf {
+        gamma: f64,
+    },
+    /// The bilinear form `K(x, x') = (x M)·x'` with a d×d matrix `M`, given to libsvm as a precomputed matrix
+    /// (`K = X M Xᵀ`, not symmetric unless `M` is): what the CORAL authors' code trains on with `M = A`
+    /// (solved by [`crate::smo`], libsvm's algorithm reading rows). The decision `Σ coef_i (x_i M)·x − ρ` is
+    /// linear in `x`.
+    Bilinear(Array2<f64>),
 }
 
 /// One binary machine of the one-vs-one scheme: a decision `f(x) − ρ > 0` votes for `pos`, else for `neg`.
@@ -175,7 +182,7 @@ fn check_inputs(x: ArrayView2<'_, f64>, y: &[i64]) -> Result<()> {
 
 impl SvmClassifier {
     /// Trains one machine per pair of classes present in `y` with cost `c`.
-    pub fn fit(x: ArrayView2<'_, f64>, y: &[i64], kernel: Kernel, c: f64, tolerance: f64) -> Result<Self> {
+    pub fn fit(x: ArrayView2<'_, f64>, y: &[i64], kernel: &Kernel, c: f64, tolerance: f64) -> Result<Self> {
         check_inputs(x, y)?;
         let mut classes: Vec<i64> = y.to_vec();
         classes.sort_unstable();
@@ -183,31 +190,52 @@ impl SvmClassifier {
         let rows: Vec<Vec<usize>> = classes.iter().map(|&k| (0..y.len()).filter(|&i| y[i] == k).collect()).collect();
         let pairs: Vec<(usize, usize)> =
             (0..classes.len()).flat_map(|a| (a + 1..classes.len()).map(move |b| (a, b))).collect();
+        // The bilinear form's matrix on the whole training set, once: X M and K = (X M) Xᵀ.
+        let bilinear = match kernel {
+            Kernel::Bilinear(m) => {
+                if m.dim() != (x.ncols(), x.ncols()) {
+                    return Err(Error::Invalid(format!(
+                        "bilinear kernel: M is {:?} for {} features",
+                        m.dim(),
+                        x.ncols()
+                    )));
+                }
+                let xm = x.dot(m);
+                let k = xm.dot(&x.t());
+                Some((xm, k))
+            }
+            _ => None,
+        };
         let machines = pairs
             .par_iter()
             .map(|&(a, b)| {
                 let idx: Vec<usize> = rows[a].iter().chain(&rows[b]).copied().collect();
-                let records = x.select(Axis(0), &idx);
                 let targets: Array1<bool> = idx.iter().map(|&i| y[i] == classes[a]).collect();
-                let data = DatasetBase::new(records, targets);
+                let failed =
+                    |e: String| Error::Invalid(format!("SVM for classes {} vs {}: {e}", classes[a], classes[b]));
+                if let Some((xm, k)) = &bilinear {
+                    let pos = targets.to_vec();
+                    let sol = crate::smo::solve(idx.len(), &|i, j| k[[idx[i], idx[j]]], &pos, c, tolerance);
+                    let w = xm.select(Axis(0), &idx).t().dot(&Array1::from(sol.coef));
+                    return Ok(Machine { pos: a, neg: b, f: Decision::Linear(w), rho: sol.rho });
+                }
+                let data = DatasetBase::new(x.select(Axis(0), &idx), targets);
                 let params = Svm::<f64, bool>::params().pos_neg_weights(c, c).eps(tolerance);
                 let params = match kernel {
-                    Kernel::Linear => params.linear_kernel(),
                     Kernel::Rbf { gamma } => params.gaussian_kernel(1.0 / gamma),
+                    _ => params.linear_kernel(),
                 };
-                let model = params
-                    .fit(&data)
-                    .map_err(|e| Error::Invalid(format!("SVM for classes {} vs {}: {e}", classes[a], classes[b])))?;
+                let model = params.fit(&data).map_err(|e| failed(e.to_string()))?;
                 // linfa keeps α_i·y_i.
                 let coef = Array1::from(model.alpha.clone());
                 let f = match kernel {
-                    Kernel::Linear => Decision::Linear(data.records().t().dot(&coef)),
                     Kernel::Rbf { gamma } => {
                         let keep: Vec<usize> = (0..coef.len()).filter(|&i| coef[i] != 0.0).collect();
                         let sv = data.records().select(Axis(0), &keep);
                         let sv_sq = sv.rows().into_iter().map(|r| r.dot(&r)).collect();
-                        Decision::Rbf { sv, sv_sq, coef: coef.select(Axis(0), &keep), gamma }
+                        Decision::Rbf { sv, sv_sq, coef: coef.select(Axis(0), &keep), gamma: *gamma }
                     }
+                    _ => Decision::Linear(data.records().t().dot(&coef)),
                 };
                 Ok(Machine { pos: a, neg: b, f, rho: model.rho })
             })
@@ -280,7 +308,7 @@ pub fn cross_validate(
     x: ArrayView2<'_, f64>,
     y: &[i64],
     fold: &[usize],
-    kernel: Kernel,
+    kernel: &Kernel,
     c_grid: &[f64],
     tolerance: f64,
 ) -> Result<Vec<CvPoint>> {
@@ -319,9 +347,19 @@ pub fn fit_cv(
     settings: &SvmSettings,
     seed: u64,
 ) -> Result<(SvmClassifier, Vec<CvPoint>)> {
+    fit_cv_kernel(x, y, &settings.kernel_for(x.ncols()), settings, seed)
+}
+
+/// [`fit_cv`] with the kernel given (e.g. [`Kernel::Bilinear`]); `settings.kernel` is not read.
+pub fn fit_cv_kernel(
+    x: ArrayView2<'_, f64>,
+    y: &[i64],
+    kernel: &Kernel,
+    settings: &SvmSettings,
+    seed: u64,
+) -> Result<(SvmClassifier, Vec<CvPoint>)> {
     settings.validate().map_err(Error::Invalid)?;
     check_inputs(x, y)?;
-    let kernel = settings.kernel_for(x.ncols());
     if settings.c_grid.len() == 1 {
         return Ok((SvmClassifier::fit(x, y, kernel, settings.c_grid[0], settings.tolerance)?, Vec::new()));
     }

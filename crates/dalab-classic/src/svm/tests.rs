@@ -18,6 +18,11 @@ fn data(n: usize, phase: f64) -> (Array2<f64>, Vec<i64>) {
     (x, y)
 }
 
+/// The script's non-symmetric `M`: 0.5 on the diagonal plus 0.1·sin(i + 2j).
+fn bilinear_m() -> Array2<f64> {
+    Array2::from_shape_fn((D, D), |(i, j)| if i == j { 0.5 } else { 0.0 } + 0.1 * (i as f64 + 2.0 * j as f64).sin())
+}
+
 fn reference() -> Value {
     serde_json::from_str(include_str!("../../tests/reference/svm_reference.json")).unwrap()
 }
@@ -34,9 +39,12 @@ fn decision_values_and_predictions_equal_libsvm() {
         let c = fit["c"].as_f64().unwrap();
         let kernel = match fit["kernel"].as_str().unwrap() {
             "linear" => Kernel::Linear,
-            _ => Kernel::Rbf { gamma: 1.0 / D as f64 },
+            "rbf" => Kernel::Rbf { gamma: 1.0 / D as f64 },
+            // Our SMO on the matrix X Xᵀ (symmetric) and on X M Xᵀ (not), against libsvm's precomputed kernel.
+            "identity-bilinear" => Kernel::Bilinear(Array2::eye(D)),
+            _ => Kernel::Bilinear(bilinear_m()),
         };
-        let svm = SvmClassifier::fit(x.view(), &y, kernel, c, 1e-3).unwrap();
+        let svm = SvmClassifier::fit(x.view(), &y, &kernel, c, 1e-3).unwrap();
         let dec = svm.decision_values(xt.view());
         let want: Vec<Vec<f64>> = fit["decision"].as_array().unwrap().iter().map(f64s).collect();
         let mut worst = 0.0f64;
@@ -61,7 +69,7 @@ fn cross_validation_equals_libsvm_on_the_same_folds() {
     let fold: Vec<usize> = (0..y.len()).map(|i| (i / K) % 2).collect();
     let want = reference()["cv"].as_array().unwrap().clone();
     let grid: Vec<f64> = want.iter().map(|p| p["c"].as_f64().unwrap()).collect();
-    let got = cross_validate(x.view(), &y, &fold, Kernel::Linear, &grid, 1e-3).unwrap();
+    let got = cross_validate(x.view(), &y, &fold, &Kernel::Linear, &grid, 1e-3).unwrap();
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.accuracy, w["accuracy"].as_f64().unwrap(), "C = {}", g.c);
     }
@@ -98,7 +106,7 @@ fn fit_cv_picks_the_best_c_and_refits_on_everything() {
     let (svm, table) = fit_cv(x.view(), &y, &settings, 3).unwrap();
     assert_eq!(table.len(), settings.c_grid.len());
     assert_eq!(svm.c, best(&table).c);
-    let direct = SvmClassifier::fit(x.view(), &y, Kernel::Linear, svm.c, 1e-3).unwrap();
+    let direct = SvmClassifier::fit(x.view(), &y, &Kernel::Linear, svm.c, 1e-3).unwrap();
     assert_eq!(svm.predict(x.view()), direct.predict(x.view()));
     // One C: no cross-validation.
     let one = SvmSettings { c_grid: vec![10.0], ..Default::default() };
@@ -109,13 +117,13 @@ fn fit_cv_picks_the_best_c_and_refits_on_everything() {
 #[test]
 fn one_class_predicts_it_and_bad_inputs_are_errors() {
     let x = Array2::from_shape_fn((4, 2), |(i, j)| (i + j) as f64);
-    let svm = SvmClassifier::fit(x.view(), &[5, 5, 5, 5], Kernel::Linear, 1.0, 1e-3).unwrap();
+    let svm = SvmClassifier::fit(x.view(), &[5, 5, 5, 5], &Kernel::Linear, 1.0, 1e-3).unwrap();
     assert_eq!(svm.predict(x.view()), vec![5; 4]);
-    let e = SvmClassifier::fit(x.view(), &[0, 1], Kernel::Linear, 1.0, 1e-3).unwrap_err().to_string();
+    let e = SvmClassifier::fit(x.view(), &[0, 1], &Kernel::Linear, 1.0, 1e-3).unwrap_err().to_string();
     assert_eq!(e, "2 labels for 4 samples");
     let mut bad = x.clone();
     bad[[2, 1]] = f64::NAN;
-    let e = SvmClassifier::fit(bad.view(), &[0, 1, 0, 1], Kernel::Linear, 1.0, 1e-3).unwrap_err().to_string();
+    let e = SvmClassifier::fit(bad.view(), &[0, 1, 0, 1], &Kernel::Linear, 1.0, 1e-3).unwrap_err().to_string();
     assert_eq!(e, "non-finite feature value at row 2, column 1");
 }
 

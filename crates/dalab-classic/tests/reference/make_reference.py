@@ -42,6 +42,21 @@ for kernel, c in [("linear", 0.01), ("linear", 1.0), ("linear", 100.0), ("rbf", 
         "predict": m.predict(xt).tolist(),
         "train_accuracy": float((m.predict(x) == y).mean()),
     })
+# Precomputed matrices as the CORAL authors pass them to libsvm: K = X M X^T (train), K(x_t, x_i) = (x_i M).x_t
+# (test); with M = I it is the linear kernel, with the M below it is not symmetric.
+M = 0.5 * np.eye(D) + 0.1 * np.sin(np.arange(D)[:, None] + 2.0 * np.arange(D)[None, :])
+for name, m in [("identity-bilinear", np.eye(D)), ("bilinear", M)]:
+    for c in [1.0, 100.0]:
+        xm = x @ m
+        svc = SVC(kernel="precomputed", C=c, tol=1e-3, shrinking=False, decision_function_shape="ovo")
+        svc.fit(xm @ x.T, y)
+        out["fits"].append({
+            "kernel": name,
+            "c": c,
+            "decision": svc.decision_function(xt @ xm.T).tolist(),
+            "predict": svc.predict(xt @ xm.T).tolist(),
+            "train_accuracy": float((svc.predict(x @ xm.T) == y).mean()),
+        })
 grid = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4]
 for c in grid:
     pred = cross_val_predict(SVC(kernel="linear", C=c, tol=1e-3, shrinking=False), x, y, cv=PredefinedSplit(fold))

@@ -7,11 +7,27 @@
 //! source) is trained on them and applied to the target as it is. The covariances are those of the samples
 //! the trial has: under the standard protocol, the drawn source samples and the whole target.
 //! (`coral` is the same transform with a softmax classifier trained by the trainer.)
+//!
+//! `form: authors-code` trains instead what the authors' MATLAB code hands libsvm: the precomputed matrix
+//! `K = X_S A X_Sᵀ` (entries `(x_i A)·x_j`: transformed against untransformed source samples, neither symmetric
+//! nor PSD), with test entries `(x_i A)·x_t`; `form: transformed` (default) is the linear SVM on `X_S A` that the
+//! paper's text describes, i.e. `K = X_S A Aᵀ X_Sᵀ`.
 
-use dalab_classic::svm::{SvmSettings, fit_cv};
+use dalab_classic::svm::{Kernel, SvmSettings, fit_cv, fit_cv_kernel};
 use dalab_classic::{ClassicFactory, ClassicInputs, Error, Fitted, Result, Validate};
 use dalab_metrics::coral::{CoralTransform, CoralTransformSettings};
 use serde::{Deserialize, Serialize};
+
+/// Which matrix the SVM is trained on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Form {
+    /// An SVM on the transformed source `X_S A` (`svm.kernel`: linear or RBF), as the paper describes.
+    #[default]
+    Transformed,
+    /// The authors' code: libsvm on the precomputed `X_S A X_Sᵀ` (`svm.kernel` must be `linear`).
+    AuthorsCode,
+}
 
 /// The `methods.coral-svm` options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,12 +35,14 @@ use serde::{Deserialize, Serialize};
 pub struct CoralSvmConfig {
     /// λ added to both covariances (the paper: 1).
     pub lambda: f64,
+    /// `transformed` (default) or `authors-code`.
+    pub form: Form,
     pub svm: SvmSettings,
 }
 
 impl Default for CoralSvmConfig {
     fn default() -> Self {
-        Self { lambda: 1.0, svm: SvmSettings::default() }
+        Self { lambda: 1.0, form: Form::Transformed, svm: SvmSettings::default() }
     }
 }
 
@@ -32,6 +50,9 @@ impl Validate for CoralSvmConfig {
     fn validate(&self) -> std::result::Result<(), String> {
         if !(self.lambda.is_finite() && self.lambda > 0.0) {
             return Err(format!("lambda: must be a finite number > 0, got {}", self.lambda));
+        }
+        if self.form == Form::AuthorsCode && self.svm.kernel != dalab_classic::SvmKernel::Linear {
+            return Err("form: `authors-code` is the precomputed linear form; it needs `svm.kernel: linear`".into());
         }
         self.svm.validate().map_err(|e| format!("svm.{e}"))
     }
@@ -50,8 +71,16 @@ impl ClassicFactory for CoralSvm {
         let settings = CoralTransformSettings { lambda: cfg.lambda };
         let coral = CoralTransform::fit(inputs.source_x, inputs.target_x, &settings)
             .map_err(|e| Error::Invalid(format!("CORAL transform: {e}")))?;
-        let xs = coral.apply(inputs.source_x).map_err(|e| Error::Invalid(format!("CORAL transform: {e}")))?;
-        let (svm, table) = fit_cv(xs.view(), inputs.source_y, &cfg.svm, inputs.seed)?;
+        let (svm, table) = match cfg.form {
+            Form::Transformed => {
+                let xs = coral.apply(inputs.source_x).map_err(|e| Error::Invalid(format!("CORAL transform: {e}")))?;
+                fit_cv(xs.view(), inputs.source_y, &cfg.svm, inputs.seed)?
+            }
+            Form::AuthorsCode => {
+                let kernel = Kernel::Bilinear(coral.matrix);
+                fit_cv_kernel(inputs.source_x, inputs.source_y, &kernel, &cfg.svm, inputs.seed)?
+            }
+        };
         Ok(dalab_classic::svm::fitted(svm, &table))
     }
 }
@@ -67,6 +96,27 @@ mod tests {
         assert_eq!(bad.validate().unwrap_err(), "lambda: must be a finite number > 0, got 0");
         let bad = CoralSvmConfig { svm: SvmSettings { folds: 0, ..Default::default() }, ..Default::default() };
         assert_eq!(bad.validate().unwrap_err(), "svm.folds: must be >= 2, got 0");
+        let rbf = SvmSettings { kernel: dalab_classic::SvmKernel::Rbf, ..Default::default() };
+        let bad = CoralSvmConfig { form: Form::AuthorsCode, svm: rbf, ..Default::default() };
+        assert!(bad.validate().unwrap_err().starts_with("form: `authors-code`"));
+    }
+
+    /// `authors-code` is the SVM on the precomputed `X_S A X_Sᵀ`: the same as fitting the bilinear kernel with
+    /// `A` directly.
+    #[test]
+    fn authors_code_form_is_the_bilinear_kernel_of_a() {
+        let n = 60;
+        let y: Vec<i64> = (0..n).map(|i| (i % 3) as i64).collect();
+        let xs = Array2::from_shape_fn((n, 4), |(i, j)| {
+            ((i * 5 + j * 3) as f64 * 0.37).sin() + if j as i64 == y[i] { 1.0 } else { 0.0 }
+        });
+        let xt = xs.mapv(|v| 1.5 * v + 0.2);
+        let inputs = ClassicInputs { source_x: xs.view(), source_y: &y, target_x: xt.view(), num_classes: 3, seed: 4 };
+        let cfg = CoralSvmConfig { form: Form::AuthorsCode, ..Default::default() };
+        let got = CoralSvm::fit(&cfg, &inputs).unwrap().classifier.predict(xt.view());
+        let a = CoralTransform::fit(xs.view(), xt.view(), &CoralTransformSettings { lambda: 1.0 }).unwrap().matrix;
+        let (direct, _) = fit_cv_kernel(xs.view(), &y, &Kernel::Bilinear(a), &SvmSettings::default(), 4).unwrap();
+        assert_eq!(got, direct.predict(xt.view()));
     }
 
     /// The target is the source with its class-bearing feature shrunk 20 times: an SVM trained on the raw
