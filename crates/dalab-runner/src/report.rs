@@ -259,7 +259,8 @@ impl Table {
                 s.push_str(&format!("| *{}* | {} | {avg} |\n", rr.name, vals.join(" | ")));
                 if let Some(ours) = rr.compare_to.as_deref().filter(|o| self.rows.iter().any(|r| r == o)) {
                     let mark = |d: f64| {
-                        let t = format!("{d:+.1}");
+                        // A difference that rounds to zero prints as +0.0, whatever its sign.
+                        let t = if d.abs() < 0.05 { "+0.0".to_string() } else { format!("{d:+.1}") };
                         if r.tolerance.is_some_and(|tol| d.abs() > tol) { format!("**{t}**") } else { t }
                     };
                     let diffs: Vec<String> = self
@@ -531,6 +532,8 @@ mod tests {
         assert!(far.trim_end().ends_with("More."), "{far}");
         let near = t.markdown(Some(&reference(41.0)));
         assert!(near.contains("| Δ svm − P | -1.0 | -1.0 |"), "{near}");
+        let zero = t.markdown(Some(&reference(40.000_01)));
+        assert!(zero.contains("| Δ svm − P | +0.0 | +0.0 |"), "{zero}");
     }
 
     #[test]
