@@ -753,3 +753,43 @@ fn divergence_over_a_datasets_domains() {
     let out = dalab(&["divergence", "--dataset", "office-31", "--data-dir", d], &repo());
     assert!(text(&out).1.contains("unknown dataset `office-31`"), "{:?}", text(&out));
 }
+
+/// The closed-form methods through `dalab run` and `dalab report`: fitted without the trainer (one evaluation,
+/// `steps: 0`, `selection: last`, no oracle), and on the real SURF files they give the published numbers
+/// exactly: 1-NN A→W 29.83 % (JDA Table 2, 88 of 295 webcam images) and the CORAL paper's NA D→W 52.5 % (RBF SVM,
+/// 155 of 295); the reference rows print their difference.
+#[test]
+fn closed_form_methods_reproduce_published_cells() {
+    let Some(data) = shared_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("e.yaml");
+    std::fs::write(
+        &exp,
+        "name: closed\ndataset: {name: office-caltech10-surf, protocol: full, normalize: sum-zscore}\n\
+         tasks: [A→W, D→W]\nmethods:\n  1nn: {}\n  svm: {kernel: rbf, c_grid: [0.001, 0.01, 0.1, 1, 10, 100]}\n",
+    )
+    .unwrap();
+    let runs = tmp.path().join("runs");
+    let (e, r, d) = (exp.to_str().unwrap(), runs.to_str().unwrap(), data.to_str().unwrap());
+    let out = dalab(&["run", e, "--runs-dir", r, "--data-dir", d, "--jobs", "2"], tmp.path());
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{so}\n{se}");
+    let mut hits = std::collections::BTreeMap::new();
+    for dir in trial_dirs(&runs.join("closed")) {
+        let res = read_json(&dir.join("result.json"));
+        assert_eq!(res["steps"], 0);
+        assert_eq!(res["selection"], "last");
+        assert_eq!(res["oracle"], false);
+        let key = format!("{} {}→{}", res["method"].as_str().unwrap(), res["source"].as_str().unwrap(), "W");
+        hits.insert(key, (res["selected"]["target"].as_f64().unwrap() * 295.0).round() as i64);
+    }
+    assert_eq!(hits["1nn A→W"], 88, "{hits:?}");
+    assert_eq!(hits["svm D→W"], 155, "{hits:?}");
+    let reference = tmp.path().join("ref.yaml");
+    std::fs::write(&reference, "tolerance: 1.5\nrows:\n  - {name: P, compare_to: svm, values: {D→W: 52.5}}\n").unwrap();
+    let out =
+        dalab(&["report", e, "--runs-dir", r, "--reference", reference.to_str().unwrap(), "--no-plots"], tmp.path());
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(so.contains("| Δ svm − P | – | +0.0 |"), "{so}");
+}
