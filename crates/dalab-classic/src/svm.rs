@@ -271,11 +271,6 @@ impl SvmClassifier {
             })
             .collect()
     }
-
-    /// The classes present in training, ascending.
-    pub fn classes(&self) -> &[i64] {
-        &self.classes
-    }
 }
 
 impl crate::Classifier for SvmClassifier {
