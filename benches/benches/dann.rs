@@ -1,5 +1,6 @@
 //! DANN training throughput (iterations/s), the two workloads of `../shared/peers/torch_dann_bench.py` with the
-//! same networks, batch 64 + 64, SGD momentum 0.9, one optimizer step per iteration, random data:
+//! same networks, batch 64 + 64, SGD momentum 0.9, one optimizer step per iteration (the trainer's own optimizer,
+//! `dalab_train::Stepper`), random data:
 //!
 //! - `amazon`: shallow DANN, 5000-d dense input → Linear(5000, 100) + sigmoid; label head Linear(100, 2); domain
 //!   head Linear(100, ·). Run through the real `dalab-dann` method, which forwards the source and the target
@@ -26,7 +27,7 @@ use dalab_nn::{
     grad_reverse,
 };
 use std::time::Instant;
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 const HALF: i64 = 64;
@@ -63,7 +64,9 @@ fn build(workload: &str, vs: &nn::VarStore) -> (Box<dyn Method>, DaBatch) {
         "amazon" => {
             let bb = BackboneConfig::Mlp { hidden: vec![100], activation: Activation::Sigmoid, dropout: 0.0 };
             let backbone = build_backbone(&bb, &(vs.root() / "backbone"), &[5000]).unwrap();
-            let env = BuildEnv { backbone, num_classes: 2, input_shape: vec![5000], device: Device::Cpu };
+            let make_backbone: dalab_core::BackboneBuilder = Box::new(move |p| build_backbone(&bb, p, &[5000]));
+            let env =
+                BuildEnv { backbone, make_backbone, num_classes: 2, input_shape: vec![5000], device: Device::Cpu };
             let disc = DiscriminatorConfig { hidden: vec![], ..Default::default() };
             let cfg = DannConfig { discriminator: disc, ..Default::default() };
             let m = Dann::build(&cfg, &(vs.root() / "method"), env).unwrap();
@@ -117,12 +120,13 @@ fn bench(workload: &str, iters: usize, repeats: usize) -> f64 {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let (mut m, b) = build(workload, &vs);
-    let mut opt = nn::Sgd { momentum: 0.9, ..Default::default() }.build(&vs, 0.01).unwrap();
+    // The trainer's own optimizer step (dalab-train's Stepper: SGD, lr 0.01, momentum 0.9 by default).
+    let mut stepper =
+        dalab_train::Stepper::new(&vs, m.as_ref(), &dalab_train::TrainSettings::default(), "bench").unwrap();
+    let stage = dalab_core::Stage::main();
     let mut step = |it: usize, total: usize| {
-        let ctx =
-            StepCtx { progress: it as f64 / total as f64, iteration: it, total_iterations: total, device: Device::Cpu };
-        let out = m.training_loss(&b, &ctx).unwrap();
-        opt.backward_step(&out.loss);
+        let ctx = StepCtx::at(it, total, Device::Cpu);
+        stepper.iterate(m.as_mut(), &stage, dalab_core::StageBatch::Both(&b), None, &ctx, 1.0).unwrap();
     };
     for i in 0..(iters / 10).max(10) {
         step(i, iters);

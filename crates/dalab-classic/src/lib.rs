@@ -7,6 +7,9 @@
 //! directly ([`ClassicFactory::fit`]) and scores them with the same evaluation record as trained methods.
 //! Like every method they never see target labels: [`ClassicInputs`] holds the target features only.
 
+pub mod checks;
+#[macro_use]
+mod macros;
 pub mod smo;
 pub mod svm;
 

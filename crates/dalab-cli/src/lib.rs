@@ -15,6 +15,8 @@ pub fn registry() -> Registry {
     r.add::<dalab_cdan::Cdan>();
     r.add::<dalab_mcc::Mcc>();
     r.add::<dalab_coral::Coral>();
+    r.add::<dalab_mcd::Mcd>();
+    r.add::<dalab_adda::Adda>();
     r.add_classic::<dalab_svm::Svm>();
     r.add_classic::<dalab_coral_svm::CoralSvm>();
     r.add_classic::<dalab_1nn::OneNn>();

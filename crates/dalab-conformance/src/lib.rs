@@ -1,25 +1,30 @@
-//! The conformance kit: one call, [`check`], runs the checks every method crate must pass.
+//! The conformance kit: one call, [`check`], runs the checks every method crate must pass; [`method_tests!`]
+//! writes a crate's two standard tests (conformance, and the validation error of a bad config).
 //!
 //! ```ignore
-//! #[test]
-//! fn conformance() { dalab_conformance::check::<MyMethod>(); }
+//! dalab_conformance::method_tests!(Mcc, MccConfig { temperature: 0.0, ..Default::default() }
+//!     => "temperature: must be a finite number > 0, got 0");
 //! ```
 //!
-//! On a tiny synthetic shift (3 Gaussian classes in 4-d; the target is the source rotated and shifted):
+//! On a tiny synthetic shift (3 Gaussian classes in 4-d; the target is the source rotated and shifted), with the
+//! trainer's own optimizer steps ([`dalab_train::Stepper`]: the method's groups, stages and `train_step`):
 //! 1. the default config validates and survives a JSON round trip (what `dalab show-config` prints, `dalab run`
 //!    reads back) unchanged;
-//! 2. the method builds from it on an MLP backbone, and one training step gives a finite loss and finite scalars;
-//! 3. the loss decreases over a few dozen SGD steps (mean of the last 5 < mean of the first 5);
+//! 2. the method builds from it on an MLP backbone; every stage runs, each step giving finite scalars;
+//! 3. in every stage that logs `loss/total` (single-loss methods) or else `loss/cls`, it decreases over the
+//!    stage (mean of the last 5 < mean of the first 5);
 //! 4. `predict` is `[n, classes]` and `features` is `[n, d]`;
 //! 5. the method never receives target labels: [`DaBatch`] is destructured exhaustively below, so this crate
 //!    stops compiling if a field is ever added to it;
-//! 6. a checkpoint (`VarStore::save`) loaded into a freshly built model (another seed) gives identical predictions;
-//! 7. sparse inputs (`train.sparse_inputs`): the same first step on the batch as sparse COO tensors gives the dense
-//!    loss and the dense gradients (to f32 round-off).
+//! 6. a saved model (`VarStore::save`) loaded into a freshly built model (another seed, put in the last stage
+//!    first, as `dalab predict` does) gives identical predictions;
+//! 7. sparse inputs (`train.sparse_inputs`): one optimizer step on the batch as sparse COO tensors moves every
+//!    variable as the dense step does (to f32 round-off).
 
-use dalab_core::{BuildEnv, DaBatch, Method, MethodFactory, StepCtx, Validate};
+use dalab_core::{BuildEnv, DaBatch, Method, MethodFactory, SourceBatch, Stage, StageBatch, StageData, StepCtx};
+use dalab_core::{TargetBatch, Validate};
 use dalab_nn::{Activation, BackboneConfig, build_backbone};
-use tch::nn::OptimizerConfig;
+use dalab_train::{Stepper, TrainSettings};
 use tch::{Device, Kind, Tensor, nn};
 
 /// Number of classes of the synthetic task.
@@ -56,27 +61,87 @@ pub fn build<M: MethodFactory>(cfg: &M::Config, seed: i64) -> (nn::VarStore, Box
     let vs = nn::VarStore::new(Device::Cpu);
     let bb = BackboneConfig::Mlp { hidden: vec![16], activation: Activation::Relu, dropout: 0.0 };
     let backbone = build_backbone(&bb, &(vs.root() / "backbone"), &[DIM]).expect("MLP backbone builds");
-    let env = BuildEnv { backbone, num_classes: CLASSES, input_shape: vec![DIM], device: Device::Cpu };
+    let make_backbone: dalab_core::BackboneBuilder = Box::new(move |p| build_backbone(&bb, p, &[DIM]));
+    let env = BuildEnv { backbone, make_backbone, num_classes: CLASSES, input_shape: vec![DIM], device: Device::Cpu };
     let method = M::build(cfg, &(vs.root() / "method"), env).expect("the method builds from its config");
     (vs, method)
 }
 
-/// One training step's loss value (and the step's named scalars must be finite).
-pub fn step(method: &mut dyn Method, opt: Option<&mut nn::Optimizer>, batch: &DaBatch, it: usize, total: usize) -> f64 {
+/// One single-loss step's loss value (the step's named scalars must be finite); with a stepper, the trainer's
+/// optimizer step follows.
+pub fn step(method: &mut dyn Method, opt: Option<&mut Stepper>, batch: &DaBatch, it: usize, total: usize) -> f64 {
     // Exhaustive destructuring: adding a field to DaBatch (e.g. target labels) breaks this line on purpose.
     let DaBatch { source_x: _, source_y: _, target_x: _ } = batch;
-    let ctx =
-        StepCtx { progress: it as f64 / total as f64, iteration: it, total_iterations: total, device: Device::Cpu };
-    let out = method.training_loss(batch, &ctx).expect("training_loss");
-    let v = out.loss.double_value(&[]);
-    assert!(v.is_finite(), "loss at step {it} is {v}");
-    for (name, s) in &out.scalars {
-        assert!(s.is_finite(), "scalar {name} at step {it} is {s}");
+    let ctx = StepCtx::at(it, total, Device::Cpu);
+    match opt {
+        None => {
+            let out = method.training_loss(batch, &ctx).expect("training_loss");
+            let v = out.loss.double_value(&[]);
+            assert!(v.is_finite(), "loss at step {it} is {v}");
+            for (name, s) in &out.scalars {
+                assert!(s.is_finite(), "scalar {name} at step {it} is {s}");
+            }
+            v
+        }
+        Some(st) => {
+            let scalars = st.iterate(method, &Stage::main(), StageBatch::Both(batch), None, &ctx, 1.0).expect("step");
+            scalars.iter().find(|(k, _)| k == "loss/total").map_or(f64::NAN, |(_, v)| *v)
+        }
     }
-    if let Some(opt) = opt {
-        opt.backward_step(&out.loss);
+}
+
+/// The settings the kit trains with: SGD, lr 0.02, momentum 0.9 (and each method's group defaults).
+pub fn settings() -> TrainSettings {
+    let mut st = TrainSettings::default();
+    st.optim.lr = 0.02;
+    st
+}
+
+/// The batch of a stage that sees `data`, from the synthetic domains.
+fn stage_batch<'a>(data: StageData, both: &'a DaBatch, src: &'a SourceBatch, tgt: &'a TargetBatch) -> StageBatch<'a> {
+    match data {
+        StageData::SourceAndTarget => StageBatch::Both(both),
+        StageData::Source => StageBatch::Source(src),
+        StageData::Target => StageBatch::Target(tgt),
     }
-    v
+}
+
+/// Runs every stage of `method` for `steps` iterations each; returns each stage's tracked loss series.
+pub fn train_stages(
+    vs: &nn::VarStore,
+    method: &mut dyn Method,
+    st: &TrainSettings,
+    (xs, ys, xt): (&Tensor, &Tensor, &Tensor),
+    steps: usize,
+) -> Vec<(&'static str, Vec<f64>)> {
+    let mut stepper = Stepper::new(vs, method, st, "conformance").expect("groups cover the variables");
+    let both = DaBatch { source_x: xs.shallow_clone(), source_y: ys.shallow_clone(), target_x: xt.shallow_clone() };
+    let src = SourceBatch { x: xs.shallow_clone(), y: ys.shallow_clone() };
+    let tgt = TargetBatch { x: xt.shallow_clone() };
+    let mut out = Vec::new();
+    for stage in method.stages() {
+        method.begin_stage(&stage, vs).expect("begin_stage");
+        let mut series = Vec::new();
+        for it in 0..steps {
+            let ctx = StepCtx { stage: stage.name, ..StepCtx::at(it, steps, Device::Cpu) };
+            let batch = stage_batch(stage.data, &both, &src, &tgt);
+            let scalars = stepper
+                .iterate(method, &stage, batch, None, &ctx, 1.0)
+                .unwrap_or_else(|e| panic!("stage {} step {it}: {e}", stage.name));
+            for (name, s) in &scalars {
+                assert!(s.is_finite(), "stage {}: scalar {name} at step {it} is {s}", stage.name);
+            }
+            let tracked = scalars
+                .iter()
+                .find(|(k, _)| k == "loss/total")
+                .or_else(|| scalars.iter().find(|(k, _)| k == "loss/cls"));
+            if let Some((_, v)) = tracked {
+                series.push(*v);
+            }
+        }
+        out.push((stage.name, series));
+    }
+    out
 }
 
 /// Runs every check with the method's default config.
@@ -84,7 +149,7 @@ pub fn check<M: MethodFactory>() {
     check_with::<M>(&M::Config::default(), 60);
 }
 
-/// Runs every check with `cfg`, training `steps` steps (at least 20).
+/// Runs every check with `cfg`, training `steps` steps per stage (at least 20).
 pub fn check_with<M: MethodFactory>(cfg: &M::Config, steps: usize) {
     assert!(steps >= 20);
     // 1. Validation and the show-config round trip.
@@ -93,15 +158,20 @@ pub fn check_with<M: MethodFactory>(cfg: &M::Config, steps: usize) {
     let back: M::Config = serde_json::from_value(json.clone()).expect("printed config parses back");
     assert_eq!(serde_json::to_value(&back).unwrap(), json, "config changes in a round trip");
 
-    // 2.–3. Build, one finite step, then the loss decreases.
+    // 2.–3. Build, run every stage, the tracked loss decreases.
     let (xs, ys, xt) = synthetic_shift(96, 0);
     let (vs, mut method) = build::<M>(cfg, 1);
-    let batch = || DaBatch { source_x: xs.shallow_clone(), source_y: ys.shallow_clone(), target_x: xt.shallow_clone() };
-    let mut opt = nn::Sgd { momentum: 0.9, ..Default::default() }.build(&vs, 0.02).expect("optimizer");
-    let losses: Vec<f64> = (0..steps).map(|it| step(method.as_mut(), Some(&mut opt), &batch(), it, steps)).collect();
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (first, last) = (mean(&losses[..5]), mean(&losses[steps - 5..]));
-    assert!(last < first, "{}: loss did not decrease: first 5 {first}, last 5 {last} ({losses:?})", M::NAME);
+    let declared: Vec<&str> = method.groups().iter().map(|g| g.name).collect();
+    assert_eq!(declared, M::GROUPS, "{}: groups() differ from MethodFactory::GROUPS", M::NAME);
+    let st = settings();
+    for (stage, losses) in train_stages(&vs, method.as_mut(), &st, (&xs, &ys, &xt), steps) {
+        if losses.len() < 10 {
+            continue;
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (first, last) = (mean(&losses[..5]), mean(&losses[losses.len() - 5..]));
+        assert!(last < first, "{} stage {stage}: loss did not decrease: first 5 {first}, last 5 {last}", M::NAME);
+    }
 
     // 4. Shapes.
     let n = xt.size()[0];
@@ -110,42 +180,73 @@ pub fn check_with<M: MethodFactory>(cfg: &M::Config, steps: usize) {
     let fs = feats.size();
     assert!(fs.len() == 2 && fs[0] == n && fs[1] >= 1, "features shape {fs:?}");
 
-    // 6. Checkpoint round trip into a model built with another seed.
+    // 6. Saved model round trip into a model built with another seed, put in the last stage first.
     let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("model.ot");
-    vs.save(&file).expect("save checkpoint");
-    let (mut vs2, method2) = build::<M>(cfg, 99);
+    let file = dir.path().join("model.safetensors");
+    vs.save(&file).expect("save model");
+    let (mut vs2, mut method2) = build::<M>(cfg, 99);
+    if let Some(last) = method2.stages().last() {
+        method2.begin_stage(last, &vs2).expect("begin_stage");
+    }
     let before = tch::no_grad(|| method2.predict(&xt));
-    vs2.load(&file).expect("load checkpoint");
+    vs2.load(&file).expect("load model");
     let after = tch::no_grad(|| method2.predict(&xt));
-    assert!(after.equal(&pred), "{}: reloaded checkpoint predicts differently", M::NAME);
+    assert!(after.equal(&pred), "{}: reloaded model predicts differently", M::NAME);
     assert!(!before.equal(&pred), "{}: a fresh model already predicts like the trained one", M::NAME);
 
-    // 7. Sparse inputs: two models built alike (same seed, so the same random draws in the step), one step each.
-    let grads = |sparse: bool| {
+    // 7. Sparse inputs: two models built alike (same seed, so the same random draws in the step), one plain SGD
+    // step (lr 1, no momentum) each, in the first stage; the variables must move alike.
+    let moved = |sparse: bool| {
         let (vs, mut m) = build::<M>(cfg, 5);
         let conv = |x: &Tensor| if sparse { x.to_sparse_sparse_dim(2) } else { x.shallow_clone() };
-        let b = DaBatch { source_x: conv(&xs), source_y: ys.shallow_clone(), target_x: conv(&xt) };
-        let ctx = StepCtx { progress: 0.3, iteration: 3, total_iterations: 10, device: Device::Cpu };
-        let out = m.training_loss(&b, &ctx).unwrap_or_else(|e| panic!("{}: sparse={sparse}: {e}", M::NAME));
-        out.loss.backward();
-        let mut g: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, v)| v.requires_grad())
-            .map(|(k, v)| {
-                let g = v.grad();
-                (k, if g.defined() { g.to_dense(None, false) } else { v.zeros_like() })
-            })
-            .collect();
-        g.sort_by(|a, b| a.0.cmp(&b.0));
-        (out.loss.double_value(&[]), g)
+        let both = DaBatch { source_x: conv(&xs), source_y: ys.shallow_clone(), target_x: conv(&xt) };
+        let src = SourceBatch { x: conv(&xs), y: ys.shallow_clone() };
+        let tgt = TargetBatch { x: conv(&xt) };
+        let stage = m.stages().remove(0);
+        m.begin_stage(&stage, &vs).expect("begin_stage");
+        let before: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, v)| (k, v.copy())).collect();
+        let mut st = TrainSettings::default();
+        st.optim.lr = 1.0;
+        st.optim.momentum = 0.0;
+        st.optim.groups.clear();
+        let mut stepper = Stepper::new(&vs, m.as_ref(), &st, "conformance").expect("groups");
+        let ctx = StepCtx { stage: stage.name, ..StepCtx::at(3, 10, Device::Cpu) };
+        stepper
+            .iterate(m.as_mut(), &stage, stage_batch(stage.data, &both, &src, &tgt), None, &ctx, 1.0)
+            .unwrap_or_else(|e| panic!("{}: sparse={sparse}: {e}", M::NAME));
+        let after = vs.variables();
+        let mut d: Vec<(String, Tensor)> =
+            before.into_iter().map(|(k, b)| (k.clone(), (&after[&k] - b).to_kind(Kind::Double))).collect();
+        d.sort_by(|a, b| a.0.cmp(&b.0));
+        d
     };
-    let ((ld, gd), (ls, gs)) = (grads(false), grads(true));
-    assert!((ld - ls).abs() <= 1e-5 * (1.0 + ld.abs()), "{}: sparse loss {ls} vs dense {ld}", M::NAME);
-    for ((k, a), (_, b)) in gd.iter().zip(&gs) {
+    let (dd, ds) = (moved(false), moved(true));
+    for ((k, a), (_, b)) in dd.iter().zip(&ds) {
         let scale = 1.0 + a.abs().max().double_value(&[]);
         let diff = (a - b).abs().max().double_value(&[]);
-        assert!(diff <= 1e-4 * scale, "{}: gradient of {k} differs by {diff} on sparse inputs", M::NAME);
+        assert!(diff <= 1e-4 * scale, "{}: {k} moves differently (by {diff}) on sparse inputs", M::NAME);
     }
+}
+
+/// The two standard tests of a method crate: the conformance kit on the default config, and the validation
+/// error of a bad config (the expected message, `key: ...`).
+#[macro_export]
+macro_rules! method_tests {
+    ($factory:ty, $bad:expr => $msg:expr) => {
+        #[cfg(test)]
+        mod standard_tests {
+            use super::*;
+
+            #[test]
+            fn conformance() {
+                $crate::check::<$factory>();
+            }
+
+            #[test]
+            fn validation_names_the_key() {
+                let bad: <$factory as dalab_core::MethodFactory>::Config = $bad;
+                assert_eq!(dalab_core::Validate::validate(&bad).unwrap_err(), $msg);
+            }
+        }
+    };
 }

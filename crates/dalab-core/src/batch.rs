@@ -17,12 +17,14 @@ pub struct DaBatch {
 /// Where training stands when a loss is asked for.
 #[derive(Debug, Clone, Copy)]
 pub struct StepCtx {
-    /// Training progress p in [0, 1] (iteration / total iterations), as in the DANN paper's schedules.
+    /// Training progress p in [0, 1] (iteration / total iterations of the stage), as in the DANN paper's schedules.
     pub progress: f64,
-    /// 0-based iteration.
+    /// 0-based iteration within the stage.
     pub iteration: usize,
-    /// Total number of iterations of the run.
+    /// Total number of iterations of the stage.
     pub total_iterations: usize,
+    /// The stage (`train` for single-stage methods).
+    pub stage: &'static str,
     pub device: Device,
 }
 
@@ -61,5 +63,12 @@ impl IntoScalar for f64 {
 impl IntoScalar for &Tensor {
     fn into_scalar(self) -> f64 {
         self.double_value(&[])
+    }
+}
+
+impl StepCtx {
+    /// Iteration `it` of `total` in a single-stage run on `device` (tests, benches).
+    pub fn at(it: usize, total: usize, device: Device) -> Self {
+        Self { progress: it as f64 / total as f64, iteration: it, total_iterations: total, stage: "train", device }
     }
 }

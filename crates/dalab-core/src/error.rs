@@ -10,9 +10,9 @@ pub enum Error {
     /// A libtorch error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
-    /// The loss became NaN or infinite.
-    #[error("{what} is {value} at step {step}")]
-    NonFinite { what: String, value: f64, step: usize },
+    /// A loss became NaN or infinite (`kind` is `NaN` or `infinite`; `what` names the loss, `step` is 0-based).
+    #[error("{kind} {what} at step {step}")]
+    NonFiniteLoss { kind: &'static str, what: String, step: usize },
     #[error("{0}")]
     Other(String),
 }

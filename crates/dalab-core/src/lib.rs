@@ -10,12 +10,18 @@
 pub mod batch;
 pub mod device;
 pub mod error;
+#[macro_use]
+mod macros;
 pub mod method;
 pub mod registry;
 pub mod schedule;
 pub mod seed;
 
 pub use batch::{DaBatch, StepCtx, StepOutput};
+pub use dalab_classic::{checks, method_config};
 pub use error::{Error, Result};
-pub use method::{BuildEnv, FeatureExtractor, Method, MethodFactory, Validate};
+pub use method::{
+    BackboneBuilder, BuildEnv, FeatureExtractor, Group, LabelledTarget, Method, MethodFactory, Optimizers, Scalars,
+    Setting, SourceBatch, Stage, StageBatch, StageData, TargetBatch, Validate,
+};
 pub use registry::Registry;

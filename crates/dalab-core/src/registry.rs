@@ -6,7 +6,7 @@
 //! Parsed configs are kept as resolved JSON values (every default filled in), which is what the runner hashes,
 //! writes to `config.yaml` and overrides with `--set`/sweeps.
 
-use crate::{BuildEnv, Error, Method, MethodFactory, Result, Validate};
+use crate::{BuildEnv, Error, Method, MethodFactory, Result, Setting, Validate};
 use dalab_classic::{ClassicFactory, ClassicInputs, Fitted};
 use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -38,6 +38,10 @@ pub struct Entry {
     parse: ParseFn,
     validate: ValidateFn,
     kind: Kind,
+    /// The settings (`setting:`) the method runs in.
+    pub settings: &'static [Setting],
+    /// Its parameter groups (trained methods; `optim.groups.<name>`).
+    pub groups: &'static [&'static str],
 }
 
 impl fmt::Debug for Entry {
@@ -74,7 +78,13 @@ fn fit_as<M: ClassicFactory>(v: &Value, inputs: &ClassicInputs<'_>) -> Result<Fi
 }
 
 /// The registry entry of a method whose options are `C`.
-fn entry<C>(name: &'static str, summary: &'static str, kind: Kind) -> Entry
+fn entry<C>(
+    name: &'static str,
+    summary: &'static str,
+    kind: Kind,
+    settings: &'static [Setting],
+    groups: &'static [&'static str],
+) -> Entry
 where
     C: Serialize + serde::de::DeserializeOwned + Default + Validate + 'static,
 {
@@ -85,6 +95,8 @@ where
         parse: parse_as::<C>,
         validate: validate_as::<C>,
         kind,
+        settings,
+        groups,
     }
 }
 
@@ -101,12 +113,12 @@ impl Registry {
 
     /// Registers method `M`. Panics on a duplicate name (a programming error, caught by the CLI's tests).
     pub fn add<M: MethodFactory>(&mut self) -> &mut Self {
-        self.push(entry::<M::Config>(M::NAME, M::SUMMARY, Kind::Trained(build_as::<M>)))
+        self.push(entry::<M::Config>(M::NAME, M::SUMMARY, Kind::Trained(build_as::<M>), M::SETTINGS, M::GROUPS))
     }
 
     /// Registers the closed-form method `M` (fitted on fixed features by the runner, not trained).
     pub fn add_classic<M: ClassicFactory>(&mut self) -> &mut Self {
-        self.push(entry::<M::Config>(M::NAME, M::SUMMARY, Kind::Classic(fit_as::<M>)))
+        self.push(entry::<M::Config>(M::NAME, M::SUMMARY, Kind::Classic(fit_as::<M>), &[Setting::Unsupervised], &[]))
     }
 
     fn push(&mut self, e: Entry) -> &mut Self {
@@ -154,6 +166,20 @@ impl Registry {
     /// Whether `name` is a closed-form method (fitted with [`Registry::fit_classic`], not trained).
     pub fn is_classic(&self, name: &str) -> bool {
         self.get(name).is_some_and(|e| matches!(e.kind, Kind::Classic(_)))
+    }
+
+    /// A config error unless method `name` runs in `setting`.
+    pub fn check_setting(&self, name: &str, setting: Setting) -> Result<()> {
+        let e = self.entry(name)?;
+        if e.settings.contains(&setting) {
+            return Ok(());
+        }
+        let ok: Vec<&str> = e.settings.iter().map(|s| s.name()).collect();
+        Err(Error::Config(format!(
+            "setting: method `{name}` does not run in the `{}` setting (it supports: {})",
+            setting.name(),
+            ok.join(", ")
+        )))
     }
 
     /// Builds a trained method from its resolved config.

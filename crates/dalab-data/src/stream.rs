@@ -138,9 +138,19 @@ impl Prefetcher {
 
     /// An endless stream of shuffled batches of `batch` images taken from `subset` (domain indices; all images
     /// when `None`) in the [`EpochOrder`] of `seed`.
-    pub fn shuffled(files: Arc<ImageFiles>, subset: Option<Vec<usize>>, batch: usize, seed: u64) -> Result<Self> {
+    /// `skip` batches of the order are passed over first (a resumed run continues where its checkpoint was).
+    pub fn shuffled(
+        files: Arc<ImageFiles>,
+        subset: Option<Vec<usize>>,
+        batch: usize,
+        seed: u64,
+        skip: usize,
+    ) -> Result<Self> {
         let n = subset.as_ref().map_or(files.len(), Vec::len);
         let mut order = EpochOrder::new(n, seed)?;
+        for _ in 0..skip {
+            order.next_indices(batch);
+        }
         let depth = files.prefetch;
         Ok(Self::spawn(files, depth, move || {
             let pos = order.next_indices(batch);
@@ -241,7 +251,7 @@ mod tests {
         let per = 3 * 4 * 3;
         let files = Arc::new(files);
         let subset: Vec<usize> = (0..13).filter(|i| i % 4 != 1).collect(); // 9 of 13, like a held-out split
-        let mut p = Prefetcher::shuffled(files.clone(), Some(subset.clone()), 4, 11).unwrap();
+        let mut p = Prefetcher::shuffled(files.clone(), Some(subset.clone()), 4, 11, 0).unwrap();
         let mut order = EpochOrder::new(subset.len(), 11).unwrap();
         for _ in 0..7 {
             let b = p.next().unwrap().unwrap();

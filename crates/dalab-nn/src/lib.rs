@@ -5,15 +5,18 @@
 //! - [`heads`]: the bottleneck + classifier head and the domain discriminator.
 //! - [`mmd`]: differentiable MK-MMD and JMMD (tested against dalab-metrics).
 //! - [`losses`]: CORAL loss, entropy, CDAN's multilinear maps.
+//! - [`method`]: [`HeadMethod`], `CE + λ·T` on the backbone and a classifier head, for single-loss methods.
 
 pub mod backbone;
 pub mod grl;
 pub mod heads;
 pub mod losses;
+pub mod method;
 pub mod mmd;
 
 pub use backbone::{Activation, BackboneConfig, build_backbone};
 pub use grl::grad_reverse;
-pub use heads::{ClassifierHead, Discriminator, DiscriminatorConfig, HeadConfig, Layer};
+pub use heads::{ClassifierHead, Discriminator, DiscriminatorConfig, HeadConfig, Layer, Pair};
 pub use losses::{RandomizedMultilinear, coral_loss, entropy, multilinear};
+pub use method::{HeadMethod, HeadNet, Transfer};
 pub use mmd::{Bandwidth, Estimator, KernelConfig, MmdConfig, jmmd2, mmd2};

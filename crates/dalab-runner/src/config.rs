@@ -11,7 +11,7 @@ use dalab_core::registry::{MethodSpecs, with_registry};
 use dalab_core::schedule::LrSchedule;
 use dalab_core::{Registry, Validate, device::DeviceSpec};
 use dalab_data::DatasetConfig;
-use dalab_train::{ModelConfig, OptimConfig, Selection, TrainConfig};
+use dalab_train::{ModelConfig, OptimConfig, Selection, SettingConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -48,6 +48,10 @@ pub struct ExperimentConfig {
     pub train: TrainConfig,
     #[serde(default)]
     pub selection: Selection,
+    /// Who may see target labels: `unsupervised` (default), `{semi_supervised: {labels_per_class: k}}`,
+    /// `supervised`. Each method must support it.
+    #[serde(default, skip_serializing_if = "SettingConfig::is_unsupervised")]
+    pub setting: SettingConfig,
     /// One trial per seed.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
@@ -161,8 +165,27 @@ impl ExperimentConfig {
         for (name, cfg) in &self.methods.0 {
             registry.validate(name, cfg).map_err(|e| e.to_string())?;
         }
+        self.setting.validate().map_err(|e| format!("setting.{e}"))?;
+        for (name, _) in &self.methods.0 {
+            registry.check_setting(name, self.setting.setting()).map_err(|e| e.to_string())?;
+        }
         self.model.validate().map_err(|e| format!("model.{e}"))?;
         self.optim.validate().map_err(|e| format!("optim.{e}"))?;
+        for g in self.optim.groups.keys() {
+            let has = |n: &String| registry.get(n).is_some_and(|e| e.groups.contains(&g.as_str()));
+            if !self.methods.0.iter().any(|(n, _)| has(n)) {
+                let known: Vec<String> = self
+                    .methods
+                    .0
+                    .iter()
+                    .filter_map(|(n, _)| registry.get(n).map(|e| format!("{n}: {}", e.groups.join(", "))))
+                    .collect();
+                return Err(format!(
+                    "optim.groups.{g}: no method of this experiment has a parameter group `{g}` ({})",
+                    known.join("; ")
+                ));
+            }
+        }
         self.schedule.validate().map_err(|e| format!("schedule.{e}"))?;
         self.train.validate().map_err(|e| format!("train.{e}"))?;
         if self.seeds.is_empty() {

@@ -8,7 +8,9 @@ use dalab_core::device::DeviceSpec;
 use dalab_core::schedule::LrSchedule;
 use dalab_data::DatasetConfig;
 use dalab_tensorboard::hparams::{self, HValue};
-use dalab_train::{EvalRecord, JsonlSink, ModelConfig, OptimConfig, Selection, Sink, TensorBoardSink, TrainConfig};
+use dalab_train::{
+    EvalRecord, JsonlSink, ModelConfig, OptimConfig, Selection, SettingConfig, Sink, TensorBoardSink, TrainConfig,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,9 @@ pub struct TrialConfig {
     pub schedule: LrSchedule,
     pub train: TrainConfig,
     pub selection: Selection,
+    /// Not written out when `unsupervised`, so the ids of experiments that do not set it stay.
+    #[serde(default, skip_serializing_if = "SettingConfig::is_unsupervised")]
+    pub setting: SettingConfig,
     pub device: DeviceSpec,
 }
 
@@ -124,6 +129,7 @@ pub fn plan(exp: &Experiment) -> Vec<Trial> {
                         schedule: c.schedule,
                         train: c.train.clone(),
                         selection: c.selection,
+                        setting: c.setting,
                         device: c.device.clone(),
                     };
                     if seen.insert(config.id()) {
@@ -156,6 +162,9 @@ pub struct TrialResult {
     pub steps: usize,
     pub seconds: f64,
     pub device: String,
+    /// The target samples whose labels the method was given (semi-supervised / supervised settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labelled_target: Option<Vec<usize>>,
     pub dalab_version: String,
 }
 
@@ -230,13 +239,29 @@ pub fn run_trial(
 ) -> Result<TrialResult> {
     let id = trial.id();
     let dir = trial.dir(&env.runs_dir);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-    }
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let c = &trial.config;
     let yaml = serde_saphyr::to_string(c).map_err(|e| Error::Other(format!("cannot render config.yaml: {e}")))?;
-    write_atomic(&dir.join("config.yaml"), yaml.as_bytes())?;
+    // A killed trial with a checkpoint of this very config continues from it; anything else starts afresh.
+    let resume = match dalab_train::checkpoint::load_state(&dir) {
+        Ok(Some(ck)) if std::fs::read_to_string(dir.join("config.yaml")).is_ok_and(|y| y == yaml) => Some(ck),
+        _ => None,
+    };
+    match &resume {
+        Some(ck) => {
+            dalab_train::checkpoint::truncate_metrics(&dir.join("metrics.jsonl"), ck.step)?;
+            let failed = dir.join("failed.json");
+            if failed.exists() {
+                std::fs::remove_file(&failed).map_err(io_err(&failed))?;
+            }
+        }
+        None => {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+            }
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            write_atomic(&dir.join("config.yaml"), yaml.as_bytes())?;
+        }
+    }
 
     let mut tb = TensorBoardSink::create(&dir)?;
     tb.writer().add_text("config", &format!("```yaml\n{yaml}```"), 0)?;
@@ -271,7 +296,7 @@ fn train_and_record(
     let c = &trial.config;
     let device = env.device.as_ref().unwrap_or(&c.device).resolve()?;
     let task = c.dataset.load_task(&c.source, &c.target, &env.data_dir)?;
-    let mut jsonl = JsonlSink::create(&dir.join("metrics.jsonl"))?;
+    let mut jsonl = JsonlSink::append(&dir.join("metrics.jsonl"))?;
     let mut train = c.train.clone();
     train.threads = env.threads.max(1);
     let settings = dalab_train::TrainSettings {
@@ -280,6 +305,7 @@ fn train_and_record(
         schedule: c.schedule,
         train,
         selection: c.selection,
+        setting: c.setting,
     };
     let spec = dalab_train::TrialSpec {
         method: &c.method,
@@ -287,6 +313,7 @@ fn train_and_record(
         settings: &settings,
         seed: c.seed,
         device,
+        out_dir: Some(dir),
     };
     let classic = registry.is_classic(&c.method);
     let mut prog = ProgressAdapter { inner: progress, total: if classic { 0 } else { c.train.iterations } };
@@ -318,6 +345,7 @@ fn train_and_record(
         steps: outcome.steps,
         seconds: outcome.seconds,
         device: outcome.device,
+        labelled_target: outcome.labelled_target,
         dalab_version: env!("CARGO_PKG_VERSION").to_string(),
     })
 }

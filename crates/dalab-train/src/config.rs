@@ -31,7 +31,7 @@ impl Validate for ModelConfig {
     }
 }
 
-/// `optim:` the optimizer.
+/// `optim:` the optimizer of every parameter group, with per-group overrides in `groups`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
@@ -42,6 +42,80 @@ pub struct OptimConfig {
     pub momentum: f64,
     pub weight_decay: f64,
     pub nesterov: bool,
+    /// Adam's (β1, β2); default (0.9, 0.999). Not written out when unset, so trial ids that do not set it stay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub betas: Option<[f64; 2]>,
+    /// Adam's ε; default 1e-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+    /// Overrides for the parameter groups of multi-step methods (`discriminator: {lr: 2.0e-4}`); a key the group
+    /// does not set is taken from the fields above.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub groups: std::collections::BTreeMap<String, OptimOverride>,
+}
+
+/// `optim.groups.<name>`: the fields of `optim:` that differ for one parameter group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<OptimKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nesterov: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub betas: Option<[f64; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+}
+
+impl OptimConfig {
+    /// The optimizer of group `name`: this config with `groups.<name>` applied (and no groups of its own).
+    pub fn for_group(&self, name: &str) -> OptimConfig {
+        let mut c = OptimConfig { groups: Default::default(), ..self.clone() };
+        if let Some(o) = self.groups.get(name) {
+            c.kind = o.kind.unwrap_or(c.kind);
+            c.lr = o.lr.unwrap_or(c.lr);
+            c.momentum = o.momentum.unwrap_or(c.momentum);
+            c.weight_decay = o.weight_decay.unwrap_or(c.weight_decay);
+            c.nesterov = o.nesterov.unwrap_or(c.nesterov);
+            c.betas = o.betas.or(c.betas);
+            c.eps = o.eps.or(c.eps);
+        }
+        c
+    }
+
+    pub fn adam_betas(&self) -> [f64; 2] {
+        self.betas.unwrap_or([0.9, 0.999])
+    }
+
+    pub fn adam_eps(&self) -> f64 {
+        self.eps.unwrap_or(1e-8)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!("lr: must be a finite number > 0, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!("momentum: must be in [0, 1), got {}", self.momentum));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(format!("weight_decay: must be a finite number >= 0, got {}", self.weight_decay));
+        }
+        if let Some(i) = self.adam_betas().iter().position(|b| !(0.0..1.0).contains(b)) {
+            return Err(format!("betas[{i}]: must be in [0, 1), got {}", self.adam_betas()[i]));
+        }
+        if !(self.adam_eps().is_finite() && self.adam_eps() > 0.0) {
+            return Err(format!("eps: must be a finite number > 0, got {}", self.adam_eps()));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,20 +128,24 @@ pub enum OptimKind {
 impl Default for OptimConfig {
     /// The DANN paper's deep setting: SGD, μ0 = 0.01, momentum 0.9.
     fn default() -> Self {
-        Self { kind: OptimKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0, nesterov: false }
+        Self {
+            kind: OptimKind::Sgd,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            nesterov: false,
+            betas: None,
+            eps: None,
+            groups: Default::default(),
+        }
     }
 }
 
 impl Validate for OptimConfig {
     fn validate(&self) -> Result<(), String> {
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!("lr: must be a finite number > 0, got {}", self.lr));
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return Err(format!("momentum: must be in [0, 1), got {}", self.momentum));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(format!("weight_decay: must be a finite number >= 0, got {}", self.weight_decay));
+        self.check()?;
+        for name in self.groups.keys() {
+            self.for_group(name).check().map_err(|e| format!("groups.{name}.{e}"))?;
         }
         Ok(())
     }
@@ -97,6 +175,15 @@ pub struct TrainConfig {
     /// set it are unchanged.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sparse_inputs: bool,
+    /// Write a checkpoint (model, optimizer states, stage, step, data-stream positions) every this many steps, from
+    /// which a rerun of a killed trial continues; 0 = none. libtorch's generator is re-seeded from (seed, step) at
+    /// each checkpoint, so a resumed run draws what the uninterrupted one draws. Not written out when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub checkpoint_interval: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for TrainConfig {
@@ -110,6 +197,7 @@ impl Default for TrainConfig {
             threads: 0,
             source_val_fraction: 0.1,
             sparse_inputs: false,
+            checkpoint_interval: 0,
         }
     }
 }
@@ -162,6 +250,45 @@ impl Selection {
     }
 }
 
+/// `setting:` who may see target labels: `unsupervised` (the default), `{semi_supervised: {labels_per_class: k}}`
+/// or `supervised` (see [`dalab_core::Setting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SettingConfig {
+    #[default]
+    Unsupervised,
+    SemiSupervised {
+        /// Target samples per class whose labels the method gets (chosen by the seed; never scored).
+        labels_per_class: usize,
+    },
+    Supervised,
+}
+
+impl SettingConfig {
+    pub fn setting(self) -> dalab_core::Setting {
+        match self {
+            SettingConfig::Unsupervised => dalab_core::Setting::Unsupervised,
+            SettingConfig::SemiSupervised { .. } => dalab_core::Setting::SemiSupervised,
+            SettingConfig::Supervised => dalab_core::Setting::Supervised,
+        }
+    }
+
+    pub fn is_unsupervised(&self) -> bool {
+        *self == SettingConfig::Unsupervised
+    }
+}
+
+impl Validate for SettingConfig {
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            SettingConfig::SemiSupervised { labels_per_class: 0 } => {
+                Err("semi_supervised.labels_per_class: must be >= 1, got 0".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Everything the trainer needs besides the method: the resolved training sections.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TrainSettings {
@@ -170,4 +297,5 @@ pub struct TrainSettings {
     pub schedule: LrSchedule,
     pub train: TrainConfig,
     pub selection: Selection,
+    pub setting: SettingConfig,
 }

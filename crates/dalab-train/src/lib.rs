@@ -6,14 +6,21 @@
 //! every eval_interval: evaluator (the only reader of target labels) ──▶ selection rule ──▶ sinks
 //! ```
 
+pub mod checkpoint;
 pub mod config;
+pub mod optim;
 pub mod sink;
 pub mod stream;
 
-pub use config::{ModelConfig, OptimConfig, OptimKind, Selection, TrainConfig, TrainSettings};
+pub use config::{
+    ModelConfig, OptimConfig, OptimKind, OptimOverride, Selection, SettingConfig, TrainConfig, TrainSettings,
+};
 pub use sink::{JsonlSink, Sink, TensorBoardSink};
 
-use dalab_core::{BuildEnv, DaBatch, Registry, StepCtx};
+use dalab_core::{
+    BuildEnv, DaBatch, Group, LabelledTarget, Optimizers, Registry, SourceBatch, Stage, StageBatch, StageData, StepCtx,
+    TargetBatch,
+};
 use dalab_data::TaskData;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -21,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::PathBuf;
 use stream::{BatchStream, DomainInputs, labels_tensor};
-use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
+use tch::{Device, Kind, Tensor, nn};
 
 /// Errors of a training run. Each names the step, file or key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +105,10 @@ pub struct TrialOutcome {
     pub seconds: f64,
     /// The device used, as text.
     pub device: String,
+    /// Indices of the target samples whose labels the method was given (`setting:` semi_supervised or
+    /// supervised); they are excluded from the target scores in the semi-supervised setting.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub labelled_target: Option<Vec<usize>>,
 }
 
 /// One trial to train: a method with its resolved config, the training settings, a seed and a device.
@@ -108,6 +119,8 @@ pub struct TrialSpec<'a> {
     pub settings: &'a TrainSettings,
     pub seed: u64,
     pub device: Device,
+    /// The trial folder: saved models, checkpoints (and the checkpoint to resume from). None = keep nothing.
+    pub out_dir: Option<&'a std::path::Path>,
 }
 
 /// Evaluates classification accuracy of `predict` on `(x, y)` in batches, without gradients.
@@ -169,29 +182,10 @@ fn restore(vs: &nn::VarStore, snap: &Snapshot) {
     });
 }
 
-/// The optimizer parameter group of the backbone's variables (the method's own layers are group 0).
-pub const BACKBONE_GROUP: usize = 1;
-
-/// Freezes the backbone when `mult == 0` (its variables stop requiring gradients). Returns whether the backbone
-/// has trainable variables in [`BACKBONE_GROUP`] (only then may the group's learning rate be set).
-pub fn apply_backbone_lr_mult(vs: &nn::VarStore, mult: f64) -> bool {
-    let vars = vs.variables_.lock().expect("VarStore lock");
-    let backbone: Vec<Tensor> = vars
-        .trainable_variables
-        .iter()
-        .filter(|v| v.group == BACKBONE_GROUP)
-        .map(|v| v.tensor.shallow_clone())
-        .collect();
-    if mult == 0.0 {
-        for t in &backbone {
-            let _ = t.set_requires_grad(false);
-        }
-    }
-    !backbone.is_empty()
-}
-
 /// Trains `spec.method` on `task` and reports to `sinks`. On an error (e.g. a NaN loss) the sinks are flushed
-/// first, so every step and evaluation logged before the failure is kept.
+/// first, so every step and evaluation logged before the failure is kept. With `spec.out_dir`, the trained models
+/// are saved there, checkpoints are written every `train.checkpoint_interval` steps, and a checkpoint found there
+/// is resumed from.
 pub fn train(
     registry: &Registry,
     spec: &TrialSpec<'_>,
@@ -208,6 +202,208 @@ pub fn train(
     result
 }
 
+/// `k` indices per class of `y`, chosen with `seed` (in ascending order), or an error naming the short class.
+fn labelled_per_class(y: &[i64], k: usize, seed: u64) -> Result<Vec<usize>> {
+    let classes = y.iter().copied().max().map_or(0, |m| m + 1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    for c in 0..classes {
+        let mut idx: Vec<usize> = (0..y.len()).filter(|&i| y[i] == c).collect();
+        if idx.len() < k {
+            return Err(Error::Invalid(format!(
+                "setting.semi_supervised.labels_per_class: {k} labels per class, but target class {c} has {} samples",
+                idx.len()
+            )));
+        }
+        idx.shuffle(&mut rng);
+        out.extend_from_slice(&idx[..k]);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The trainer's [`Optimizers`] for one iteration: the groups of the stage with their learning rates.
+struct StepOptimizers<'a> {
+    opts: &'a mut [optim::GroupOptimizer],
+    lrs: &'a [f64],
+    active: &'a [usize],
+    step: usize,
+    stage: &'static str,
+}
+
+impl Optimizers for StepOptimizers<'_> {
+    fn backward_step(&mut self, name: &str, loss: &Tensor, groups: &[&str]) -> dalab_core::Result<f64> {
+        let v = loss.double_value(&[]);
+        if !v.is_finite() {
+            let kind = if v.is_nan() { "NaN" } else { "infinite" };
+            return Err(dalab_core::Error::NonFiniteLoss { kind, what: name.to_string(), step: self.step });
+        }
+        if let Some(g) = groups.iter().find(|g| !self.active.iter().any(|&i| self.opts[i].name == **g)) {
+            return Err(dalab_core::Error::Other(format!(
+                "stage `{}` does not step parameter group `{g}` (it steps: {})",
+                self.stage,
+                self.active.iter().map(|&i| self.opts[i].name).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        for o in self.opts.iter() {
+            for t in o.tensors() {
+                t.shallow_clone().zero_grad();
+            }
+        }
+        loss.backward();
+        for &i in self.active {
+            if groups.is_empty() || groups.contains(&self.opts[i].name) {
+                self.opts[i].step(self.lrs[i]);
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// The trainer's optimizer steps for one method: its groups' optimizers and what an iteration does with them.
+/// The training loop drives it; the conformance kit and the benches use it to step a method outside the loop.
+pub struct Stepper {
+    pub opts: Vec<optim::GroupOptimizer>,
+    pub groups: Vec<Group>,
+    /// Optimisation steps done (names the step of a non-finite loss).
+    pub step: usize,
+}
+
+impl std::fmt::Debug for Stepper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stepper").field("opts", &self.opts).field("step", &self.step).finish()
+    }
+}
+
+impl Stepper {
+    /// The optimizers of `method`'s groups over the variables of `vs`, configured by `st.optim` (and
+    /// `st.model.backbone_lr_mult`).
+    pub fn new(vs: &nn::VarStore, method: &dyn dalab_core::Method, st: &TrainSettings, name: &str) -> Result<Self> {
+        let groups = method.groups();
+        let opts = group_optimizers(vs, &groups, st, name)?;
+        Ok(Self { opts, groups, step: 0 })
+    }
+
+    /// One iteration of `stage` (labelled target data only where the setting grants it), every group's learning
+    /// rate multiplied by `lr_factor` (the schedule's). Returns the step's scalars with the learning rates.
+    pub fn iterate(
+        &mut self,
+        method: &mut dyn dalab_core::Method,
+        stage: &Stage,
+        batch: StageBatch<'_>,
+        labelled: Option<&LabelledTarget>,
+        ctx: &StepCtx,
+        lr_factor: f64,
+    ) -> Result<dalab_core::Scalars> {
+        let lrs: Vec<f64> = self.opts.iter().map(|o| o.cfg.lr * lr_factor).collect();
+        let active: Vec<usize> = (0..self.groups.len())
+            .filter(|&g| stage.groups.is_empty() || stage.groups.contains(&self.groups[g].name))
+            .collect();
+        let mut so =
+            StepOptimizers { opts: &mut self.opts, lrs: &lrs, active: &active, step: self.step, stage: stage.name };
+        let mut scalars = match labelled {
+            None => method.train_step(batch, ctx, &mut so)?,
+            Some(l) => method.train_step_labelled(batch, l, ctx, &mut so)?,
+        };
+        self.step += 1;
+        if active.len() == 1 {
+            scalars.push(("lr".to_string(), lrs[active[0]]));
+        } else {
+            scalars.extend(active.iter().map(|&g| (format!("lr/{}", self.groups[g].name), lrs[g])));
+        }
+        Ok(scalars)
+    }
+}
+
+/// Assigns every trainable variable of `vs` to exactly one of `groups` and builds the groups' optimizers.
+fn group_optimizers(
+    vs: &nn::VarStore,
+    groups: &[Group],
+    st: &TrainSettings,
+    method: &str,
+) -> Result<Vec<optim::GroupOptimizer>> {
+    // Trainable = requires a gradient (batch-norm statistics and a method's frozen copies do not).
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut members: Vec<Vec<(String, Tensor, f64)>> = groups.iter().map(|_| Vec::new()).collect();
+    for (name, tensor) in &vars {
+        let name = name.as_str();
+        let owners: Vec<usize> = (0..groups.len()).filter(|&g| groups[g].contains(name)).collect();
+        let g = match owners.as_slice() {
+            [g] => *g,
+            [] => return Err(Error::Invalid(format!("method `{method}`: variable `{name}` is in no parameter group"))),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "method `{method}`: variable `{name}` is in parameter groups {}",
+                    owners.iter().map(|&g| groups[g].name).collect::<Vec<_>>().join(" and ")
+                )));
+            }
+        };
+        let mult = if name.starts_with("backbone.") { st.model.backbone_lr_mult } else { 1.0 };
+        if mult == 0.0 {
+            let _ = tensor.set_requires_grad(false);
+        }
+        members[g].push((name.to_string(), tensor.shallow_clone(), mult));
+    }
+    Ok(groups.iter().zip(members).map(|(g, m)| optim::GroupOptimizer::new(g, st.optim.for_group(g.name), m)).collect())
+}
+
+/// The seed libtorch's generator is reset to after the checkpoint of `step`.
+fn checkpoint_seed(seed: u64, step: usize) -> i64 {
+    dalab_core::seed::derive(seed, 0xC0FF_EE00_0000 + step as u64) as i64
+}
+
+/// Builds the method of `spec` on a fresh VarStore: the backbone from `model:` under `backbone`, the method under
+/// `method` (what `train` does before the first step, and what `dalab predict` rebuilds).
+pub fn build_model(
+    registry: &Registry,
+    method: &str,
+    method_config: &Value,
+    model: &ModelConfig,
+    num_classes: i64,
+    input_shape: &[i64],
+    device: Device,
+) -> Result<(nn::VarStore, Box<dyn dalab_core::Method>)> {
+    let vs = nn::VarStore::new(device);
+    let backbone = dalab_nn::build_backbone(&model.backbone, &(vs.root() / "backbone"), input_shape)?;
+    let (cfg, shape) = (model.backbone.clone(), input_shape.to_vec());
+    let make_backbone: dalab_core::BackboneBuilder = Box::new(move |p| dalab_nn::build_backbone(&cfg, p, &shape));
+    let env = BuildEnv { backbone, make_backbone, num_classes, input_shape: input_shape.to_vec(), device };
+    let m = registry.build(method, method_config, &(vs.root() / "method"), env)?;
+    Ok((vs, m))
+}
+
+/// The stages of `method` with their iteration counts resolved (`None` = `train.iterations`).
+fn resolved_stages(method: &dyn dalab_core::Method, tc: &TrainConfig) -> Result<Vec<(Stage, usize)>> {
+    let stages: Vec<(Stage, usize)> =
+        method.stages().into_iter().map(|s| (s.clone(), s.iterations.unwrap_or(tc.iterations))).collect();
+    if stages.is_empty() || stages.iter().any(|(_, n)| *n == 0) {
+        return Err(Error::Invalid("a method needs at least one stage, each of at least one iteration".into()));
+    }
+    Ok(stages)
+}
+
+/// Loads a saved model (`model.safetensors` of a trial) into a freshly built method, in its last stage.
+#[allow(clippy::too_many_arguments)]
+pub fn load_model(
+    registry: &Registry,
+    method: &str,
+    method_config: &Value,
+    model: &ModelConfig,
+    info: &checkpoint::ModelInfo,
+    file: &std::path::Path,
+    device: Device,
+) -> Result<(nn::VarStore, Box<dyn dalab_core::Method>)> {
+    let (mut vs, mut m) =
+        build_model(registry, method, method_config, model, info.num_classes, &info.input_shape, device)?;
+    let stages = m.stages();
+    if let Some(s) = stages.iter().find(|s| s.name == info.stage) {
+        m.begin_stage(s, &vs)?;
+    }
+    vs.load(file).map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?;
+    Ok((vs, m))
+}
+
 fn train_inner(
     registry: &Registry,
     spec: &TrialSpec<'_>,
@@ -221,12 +417,17 @@ fn train_inner(
         tch::set_num_threads(tc.threads as i32);
     }
     let device = spec.device;
+    registry.check_setting(spec.method, st.setting.setting())?;
     dalab_core::seed::seed_everything(spec.seed);
 
     // Data: the source (minus a held-out split for `source_val`) and the target, as tensors on the device or as
     // image files decoded batch by batch ahead of the step (dalab-data's prefetcher).
     let xs = DomainInputs::new(&task.source.x, device);
     let ys = labels_tensor(&task.source.y, device);
+    let pick = |y: &Tensor, ix: &[usize]| {
+        let i: Vec<i64> = ix.iter().map(|&k| k as i64).collect();
+        y.index_select(0, &Tensor::from_slice(&i).to_device(device))
+    };
     let (train_src, source_val) = if st.selection == Selection::SourceVal {
         let n = task.source.len();
         let n_val = ((n as f64) * tc.source_val_fraction).round() as usize;
@@ -238,17 +439,30 @@ fn train_inner(
         }
         let mut idx: Vec<usize> = (0..n).collect();
         idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(dalab_core::seed::derive(spec.seed, 3)));
-        let labels = |ix: &[usize]| {
-            let i: Vec<i64> = ix.iter().map(|&k| k as i64).collect();
-            ys.index_select(0, &Tensor::from_slice(&i).to_device(device))
-        };
         let (val, tr) = idx.split_at(n_val);
-        ((xs.subset(tr), labels(tr)), Some((xs.subset(val), labels(val))))
+        ((xs.subset(tr), pick(&ys, tr)), Some((xs.subset(val), pick(&ys, val))))
     } else {
         ((xs, ys), None)
     };
-    let xt = DomainInputs::new(&task.target.x, device);
-    let yt = labels_tensor(&task.target.y, device); // evaluator only
+    let xt_all = DomainInputs::new(&task.target.x, device);
+    let yt_all = labels_tensor(&task.target.y, device); // the evaluator's, and the granted settings'
+    // The setting: which target samples come with labels. Semi-supervised: k per class, chosen by the seed, kept
+    // out of the unlabelled stream and of every target score. Supervised: the whole target training data.
+    let labelled_idx = match st.setting {
+        SettingConfig::Unsupervised => None,
+        SettingConfig::SemiSupervised { labels_per_class } => {
+            Some(labelled_per_class(&task.target.y, labels_per_class, dalab_core::seed::derive(spec.seed, 4))?)
+        }
+        SettingConfig::Supervised => Some((0..task.target.len()).collect()),
+    };
+    let labelled = labelled_idx.as_ref().map(|ix| (xt_all.subset(ix), pick(&yt_all, ix)));
+    let (xt, yt) = match (&st.setting, &labelled_idx) {
+        (SettingConfig::SemiSupervised { .. }, Some(ix)) => {
+            let rest: Vec<usize> = (0..task.target.len()).filter(|i| ix.binary_search(i).is_err()).collect();
+            (xt_all.subset(&rest), pick(&yt_all, &rest))
+        }
+        _ => (xt_all, yt_all),
+    };
     let sparse = tc.sparse_inputs;
     if sparse {
         let is_mlp = matches!(st.model.backbone, dalab_nn::BackboneConfig::Mlp { .. });
@@ -270,90 +484,199 @@ fn train_inner(
         target_test: task.target_test.as_ref().map(|d| (DomainInputs::new(&d.x, device), labels_tensor(&d.y, device))),
         device,
     };
+
+    // Model: backbone from `model:`, then the method around it; its groups' optimizers; its stages.
+    let input_shape: Vec<i64> = task.source.sample_shape().iter().map(|&d| d as i64).collect();
+    let num_classes = task.source.num_classes() as i64;
+    let (vs, mut method) =
+        build_model(registry, spec.method, spec.method_config, &st.model, num_classes, &input_shape, device)?;
+    let mut stepper = Stepper::new(&vs, method.as_ref(), st, spec.method)?;
+    let groups = stepper.groups.clone();
+    let declared = registry.get(spec.method).map_or(&[][..], |e| e.groups);
+    if groups.iter().map(|g| g.name).ne(declared.iter().copied()) {
+        return Err(Error::Invalid(format!(
+            "method `{}`: its groups() ({}) differ from the GROUPS its factory declares ({})",
+            spec.method,
+            groups.iter().map(|g| g.name).collect::<Vec<_>>().join(", "),
+            declared.join(", ")
+        )));
+    }
+    let stages = resolved_stages(method.as_ref(), tc)?;
+    for (s, _) in &stages {
+        if let Some(g) = s.groups.iter().find(|g| !groups.iter().any(|x| x.name == **g)) {
+            return Err(Error::Invalid(format!("method `{}`: stage `{}` names no group `{g}`", spec.method, s.name)));
+        }
+    }
+    let total: usize = stages.iter().map(|(_, n)| n).sum();
+
+    // Resume from the trial folder's checkpoint, if any.
+    let out_dir = spec.out_dir;
+    let ckpt_interval = if out_dir.is_some() { tc.checkpoint_interval } else { 0 };
+    let resume = match out_dir {
+        Some(d) => checkpoint::load_state(d)?,
+        None => None,
+    };
+    let drawn = resume.as_ref().map_or([0; 3], |c| c.drawn);
     let src_labels = eval_set.source.1.shallow_clone();
-    let mut src_stream = BatchStream::new(
+    let mut src_stream = BatchStream::resume(
         src_stream_inputs,
         Some(src_labels),
         tc.batch_size,
         dalab_core::seed::derive(spec.seed, 1),
         device,
+        drawn[0],
     )?;
-    let mut tgt_stream =
-        BatchStream::new(tgt_stream_inputs, None, tc.batch_size, dalab_core::seed::derive(spec.seed, 2), device)?;
-
-    // Model: backbone from `model:`, then the method around it.
-    let vs = nn::VarStore::new(device);
-    let input_shape: Vec<i64> = task.source.sample_shape().iter().map(|&d| d as i64).collect();
-    // Parameter groups: the method's layers are group 0 (lr = optim.lr), the backbone group 1
-    // (lr = optim.lr × model.backbone_lr_mult; 0 freezes it).
-    let backbone_path = (vs.root() / "backbone").set_group(BACKBONE_GROUP);
-    let backbone = dalab_nn::build_backbone(&st.model.backbone, &backbone_path, &input_shape)?;
-    let env = BuildEnv { backbone, num_classes: task.source.num_classes() as i64, input_shape, device };
-    let mut method = registry.build(spec.method, spec.method_config, &(vs.root() / "method"), env)?;
-
-    let oc = &st.optim;
-    let mut opt = match oc.kind {
-        OptimKind::Sgd => nn::Sgd { momentum: oc.momentum, dampening: 0.0, wd: oc.weight_decay, nesterov: oc.nesterov }
-            .build(&vs, oc.lr)?,
-        OptimKind::Adam => nn::Adam { wd: oc.weight_decay, ..Default::default() }.build(&vs, oc.lr)?,
+    let mut tgt_stream = BatchStream::resume(
+        tgt_stream_inputs,
+        None,
+        tc.batch_size,
+        dalab_core::seed::derive(spec.seed, 2),
+        device,
+        drawn[1],
+    )?;
+    let mut lab_stream = match &labelled {
+        Some((x, y)) => Some(BatchStream::resume(
+            x.share(),
+            Some(y.shallow_clone()),
+            tc.batch_size.min(x.len()),
+            dalab_core::seed::derive(spec.seed, 5),
+            device,
+            drawn[2],
+        )?),
+        None => None,
     };
-    let backbone_mult = st.model.backbone_lr_mult;
-    let has_backbone_group = apply_backbone_lr_mult(&vs, backbone_mult);
 
-    let total = tc.iterations;
-    let mut last: Option<EvalRecord> = None;
+    let mut last: Option<EvalRecord> = resume.as_ref().and_then(|c| c.last.clone());
     let mut best: Option<(f64, EvalRecord, Snapshot)> = None;
-    let mut consider = |rec: &EvalRecord, vs: &nn::VarStore| {
-        let score = match st.selection {
-            Selection::Last => return,
-            Selection::SourceVal => rec.source_val.unwrap_or(f64::NAN),
-            Selection::TargetOracle => rec.target_test.unwrap_or(rec.target),
-        };
-        if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
-            best = Some((score, rec.clone(), snapshot(vs)));
-        }
+    let (first_stage, first_iter, mut step) =
+        resume.as_ref().map_or((0, 0, 0), |c| (c.stage, c.stage_iteration, c.step));
+    let score_of = |rec: &EvalRecord| match st.selection {
+        Selection::Last => None,
+        Selection::SourceVal => Some(rec.source_val.unwrap_or(f64::NAN)),
+        Selection::TargetOracle => Some(rec.target_test.unwrap_or(rec.target)),
     };
-    for it in 0..total {
-        let p = it as f64 / total as f64;
-        let lr = oc.lr * st.schedule.factor(p, it);
-        opt.set_lr(lr);
-        if has_backbone_group && backbone_mult != 1.0 {
-            opt.set_lr_group(BACKBONE_GROUP, lr * backbone_mult);
-        }
-        let (mut sx, sy) = src_stream.next_batch()?;
-        let (mut tx, _) = tgt_stream.next_batch()?;
-        if sparse {
-            sx = sx.to_sparse_sparse_dim(2);
-            tx = tx.to_sparse_sparse_dim(2);
-        }
-        let batch = DaBatch { source_x: sx, source_y: sy.expect("source stream has labels"), target_x: tx };
-        let ctx = StepCtx { progress: p, iteration: it, total_iterations: total, device };
-        let out = method.training_loss(&batch, &ctx)?;
-        let loss_value = out.loss.double_value(&[]);
-        if !loss_value.is_finite() {
-            return Err(Error::NonFiniteLoss { kind: if loss_value.is_nan() { "NaN" } else { "infinite" }, step: it });
-        }
-        opt.backward_step(&out.loss);
-        let step = it + 1;
-        if step % tc.log_interval == 0 || step == total {
-            let mut scalars = Vec::with_capacity(out.scalars.len() + 2);
-            scalars.push(("loss/total".to_string(), loss_value));
-            scalars.extend(out.scalars);
-            scalars.push(("lr".to_string(), lr));
-            for s in sinks.iter_mut() {
-                s.step(step, &scalars)?;
+    for (si, (stage, n)) in stages.iter().enumerate().skip(first_stage) {
+        method.begin_stage(stage, &vs)?;
+        let start = if si == first_stage { first_iter } else { 0 };
+        if let (Some(c), true) = (&resume, si == first_stage) {
+            // The checkpoint's variables, optimizer states and selected model, then the generator's seed.
+            let dir = out_dir.expect("a checkpoint comes from the trial folder");
+            let tensors = checkpoint::read_tensors(&dir.join(&c.tensors))?;
+            let mut map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+            tch::no_grad(|| -> Result<()> {
+                for (k, v) in vs.variables() {
+                    let t = map.remove(&format!("vars/{k}")).ok_or_else(|| {
+                        Error::Invalid(format!("{}: no variable `{k}`", dir.join(&c.tensors).display()))
+                    })?;
+                    v.shallow_clone().copy_(&t);
+                }
+                Ok(())
+            })?;
+            for o in stepper.opts.iter_mut() {
+                let prefix = format!("optim/{}/", o.name);
+                o.load_state(&prefix, &mut |k| map.remove(k));
             }
-        }
-        if step % tc.eval_interval == 0 || step == total {
-            let rec = eval_set.evaluate(method.as_ref(), step, tc.eval_batch_size)?;
-            for s in sinks.iter_mut() {
-                s.eval(&rec)?;
+            if let Some((score, rec)) = &c.best {
+                let snap: Snapshot = vs
+                    .variables()
+                    .into_keys()
+                    .filter_map(|k| map.remove(&format!("best/{k}")).map(|t| (k, t)))
+                    .collect();
+                best = Some((*score, rec.clone(), snap));
             }
-            consider(&rec, &vs);
-            last = Some(rec);
+            tch::manual_seed(checkpoint_seed(spec.seed, c.step));
+        }
+        for it in start..*n {
+            let p = it as f64 / *n as f64;
+            let factor = st.schedule.factor(p, it);
+            let ctx = StepCtx { progress: p, iteration: it, total_iterations: *n, stage: stage.name, device };
+            let sparsify = |x: Tensor| if sparse { x.to_sparse_sparse_dim(2) } else { x };
+            let (both, src_only, tgt_only);
+            let batch = match stage.data {
+                StageData::SourceAndTarget => {
+                    let (sx, sy) = src_stream.next_batch()?;
+                    let (tx, _) = tgt_stream.next_batch()?;
+                    both = DaBatch {
+                        source_x: sparsify(sx),
+                        source_y: sy.expect("source stream has labels"),
+                        target_x: sparsify(tx),
+                    };
+                    StageBatch::Both(&both)
+                }
+                StageData::Source => {
+                    let (x, y) = src_stream.next_batch()?;
+                    src_only = SourceBatch { x: sparsify(x), y: y.expect("source stream has labels") };
+                    StageBatch::Source(&src_only)
+                }
+                StageData::Target => {
+                    tgt_only = TargetBatch { x: sparsify(tgt_stream.next_batch()?.0) };
+                    StageBatch::Target(&tgt_only)
+                }
+            };
+            let labelled = match lab_stream.as_mut() {
+                None => None,
+                Some(ls) => {
+                    let (x, y) = ls.next_batch()?;
+                    Some(LabelledTarget { x: sparsify(x), y: y.expect("labelled stream has labels") })
+                }
+            };
+            stepper.step = step;
+            let scalars = stepper.iterate(method.as_mut(), stage, batch, labelled.as_ref(), &ctx, factor)?;
+            step += 1;
+            let stage_end = it + 1 == *n;
+            if step % tc.log_interval == 0 || stage_end {
+                for s in sinks.iter_mut() {
+                    s.step(step, &scalars)?;
+                }
+            }
+            if step % tc.eval_interval == 0 || stage_end {
+                let rec = eval_set.evaluate(method.as_ref(), step, tc.eval_batch_size)?;
+                for s in sinks.iter_mut() {
+                    s.eval(&rec)?;
+                }
+                if let Some(score) = score_of(&rec)
+                    && best.as_ref().is_none_or(|(b, _, _)| score > *b)
+                {
+                    best = Some((score, rec.clone(), snapshot(&vs)));
+                }
+                last = Some(rec);
+            }
+            if ckpt_interval > 0 && step % ckpt_interval == 0 && step < total {
+                let dir = out_dir.expect("checkpoints need the trial folder");
+                for s in sinks.iter_mut() {
+                    s.flush()?;
+                }
+                let mut tensors: Vec<(String, Tensor)> =
+                    vs.variables().into_iter().map(|(k, v)| (format!("vars/{k}"), v)).collect();
+                for o in &stepper.opts {
+                    tensors.extend(o.state(&format!("optim/{}/", o.name)));
+                }
+                if let Some((_, _, snap)) = &best {
+                    tensors.extend(snap.iter().map(|(k, v)| (format!("best/{k}"), v.shallow_clone())));
+                }
+                let (si2, it2) = if stage_end { (si + 1, 0) } else { (si, it + 1) };
+                let state = checkpoint::CheckpointState {
+                    step,
+                    stage: si2,
+                    stage_iteration: it2,
+                    drawn: [src_stream.drawn(), tgt_stream.drawn(), lab_stream.as_ref().map_or(0, |s| s.drawn())],
+                    last: last.clone(),
+                    best: best.as_ref().map(|(s, r, _)| (*s, r.clone())),
+                    tensors: String::new(),
+                };
+                checkpoint::save(dir, state, &tensors)?;
+                tch::manual_seed(checkpoint_seed(spec.seed, step));
+            }
         }
     }
     let last = last.expect("iterations >= 1, so the last step is evaluated");
+    let final_stage = stages.last().expect("at least one stage").0.name;
+    if let Some(dir) = out_dir {
+        checkpoint::write_tensors(
+            &dir.join("model-last.safetensors"),
+            &vs.variables().into_iter().collect::<Vec<_>>(),
+        )?;
+    }
     let selected = match best {
         Some((_, rec, snap)) => {
             restore(&vs, &snap);
@@ -361,6 +684,19 @@ fn train_inner(
         }
         None => last.clone(),
     };
+    if let Some(dir) = out_dir {
+        checkpoint::write_tensors(&dir.join("model.safetensors"), &vs.variables().into_iter().collect::<Vec<_>>())?;
+        let info = checkpoint::ModelInfo {
+            method: spec.method.to_string(),
+            num_classes,
+            input_shape,
+            stage: final_stage.to_string(),
+            selected_step: selected.step,
+            last_step: last.step,
+        };
+        checkpoint::write_atomic(&dir.join("model.json"), &serde_json::to_vec_pretty(&info).expect("serializes"))?;
+        checkpoint::remove_stale(dir, None)?;
+    }
     let outcome = TrialOutcome {
         selection: st.selection,
         oracle: st.selection.is_oracle(),
@@ -369,6 +705,7 @@ fn train_inner(
         steps: total,
         seconds: started.elapsed().as_secs_f64(),
         device: dalab_core::device::describe(device),
+        labelled_target: labelled_idx,
     };
     Ok((outcome, vs))
 }
@@ -426,6 +763,7 @@ pub fn fit_classic(
             steps: 0,
             seconds: started.elapsed().as_secs_f64(),
             device: "cpu".into(),
+            labelled_target: None,
         })
     })();
     for s in sinks.iter_mut() {
@@ -441,26 +779,64 @@ pub fn fit_classic(
 mod tests {
     use super::*;
 
-    /// One plain SGD step (no momentum) on `loss = Σ backbone.w + Σ method.w` moves every weight by −lr·1, so the
-    /// backbone must move by −lr·mult and the method's layer by −lr; with mult = 0 the backbone stays put and gets
-    /// no gradient at all.
+    use dalab_core::Group;
+
+    /// `model.backbone_lr_mult` scales the backbone's learning rate: one plain SGD step (no momentum) on
+    /// `loss = Σ backbone.w + Σ method.w` moves the backbone by −lr·mult and the method by −lr; 0 freezes it.
     #[test]
-    fn backbone_lr_mult_scales_or_freezes_the_backbone_group() {
+    fn backbone_lr_mult_scales_or_freezes_the_backbone() {
         for mult in [1.0, 0.1, 0.0] {
             let vs = nn::VarStore::new(Device::Cpu);
-            let b = (vs.root() / "backbone").set_group(BACKBONE_GROUP).zeros("w", &[3]);
+            let b = (vs.root() / "backbone").zeros("w", &[3]);
             let m = (vs.root() / "method").zeros("w", &[2]);
-            let mut opt = nn::Sgd::default().build(&vs, 0.5).unwrap();
-            let has_group = apply_backbone_lr_mult(&vs, mult);
-            assert!(has_group);
-            opt.set_lr(0.5);
-            if mult != 1.0 {
-                opt.set_lr_group(BACKBONE_GROUP, 0.5 * mult);
-            }
-            opt.backward_step(&(b.sum(Kind::Float) + m.sum(Kind::Float)));
+            let mut st = TrainSettings::default();
+            st.optim.momentum = 0.0;
+            st.model.backbone_lr_mult = mult;
+            let mut opts = group_optimizers(&vs, &[Group::all()], &st, "t").unwrap();
+            let mut so = StepOptimizers { opts: &mut opts, lrs: &[0.5], active: &[0], step: 0, stage: "train" };
+            so.backward_step("loss", &(b.sum(Kind::Float) + m.sum(Kind::Float)), &[]).unwrap();
             assert_eq!(Vec::<f32>::try_from(&m).unwrap(), vec![-0.5; 2]);
             assert_eq!(Vec::<f32>::try_from(&b).unwrap(), vec![(-0.5 * mult) as f32; 3], "mult {mult}");
             assert_eq!(b.requires_grad(), mult != 0.0);
         }
+    }
+
+    /// Every trainable variable is in exactly one group; a NaN loss names itself and the step.
+    #[test]
+    fn groups_cover_each_variable_once_and_nan_losses_are_reported() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _a = (vs.root() / "method" / "a").zeros("w", &[1]);
+        let _b = (vs.root() / "method" / "b").zeros("w", &[1]);
+        let st = TrainSettings::default();
+        let only_a = [Group::new("a", &["method.a."])];
+        let e = group_optimizers(&vs, &only_a, &st, "m").unwrap_err().to_string();
+        assert_eq!(e, "method `m`: variable `method.b.w` is in no parameter group");
+        let twice = [Group::new("a", &["method."]), Group::new("b", &["method.b."])];
+        let e = group_optimizers(&vs, &twice, &st, "m").unwrap_err().to_string();
+        assert_eq!(e, "method `m`: variable `method.b.w` is in parameter groups a and b");
+        let mut opts = group_optimizers(&vs, &[Group::all()], &st, "m").unwrap();
+        let mut so = StepOptimizers { opts: &mut opts, lrs: &[0.1], active: &[0], step: 7, stage: "train" };
+        let nan = Tensor::from_slice(&[f64::NAN]).sum(Kind::Double);
+        let e = so.backward_step("loss/discrepancy", &nan, &[]).unwrap_err().to_string();
+        assert_eq!(e, "NaN loss/discrepancy at step 7");
+        let e = so.backward_step("loss", &Tensor::from(1.0), &["disc"]).unwrap_err().to_string();
+        assert_eq!(e, "stage `train` does not step parameter group `disc` (it steps: all)");
+    }
+
+    #[test]
+    fn semi_supervised_labels_are_k_per_class_and_seeded() {
+        let y: Vec<i64> = (0..30).map(|i| i % 3).collect();
+        let a = labelled_per_class(&y, 2, 1).unwrap();
+        assert_eq!(a.len(), 6);
+        for c in 0..3 {
+            assert_eq!(a.iter().filter(|&&i| y[i] == c).count(), 2);
+        }
+        assert_eq!(a, labelled_per_class(&y, 2, 1).unwrap());
+        assert_ne!(a, labelled_per_class(&y, 2, 2).unwrap());
+        let e = labelled_per_class(&y, 11, 1).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "setting.semi_supervised.labels_per_class: 11 labels per class, but target class 0 has 10 samples"
+        );
     }
 }

@@ -70,6 +70,16 @@ impl JsonlSink {
             .map_err(|e| crate::Error::Io { path: path.to_path_buf(), source: e })?;
         Ok(Self { path: path.to_path_buf(), file })
     }
+
+    /// Opens `path` for appending (created when missing): a resumed trial continues its evaluations.
+    pub fn append(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| crate::Error::Io { path: path.to_path_buf(), source: e })?;
+        Ok(Self { path: path.to_path_buf(), file })
+    }
 }
 
 impl Sink for JsonlSink {

@@ -119,6 +119,8 @@ pub struct BatchStream {
     source: Source,
     y: Option<Tensor>,
     batch: usize,
+    /// Batches handed out so far (what a checkpoint records to resume the stream).
+    drawn: usize,
 }
 
 impl std::fmt::Debug for BatchStream {
@@ -141,21 +143,43 @@ impl BatchStream {
         seed: u64,
         device: Device,
     ) -> dalab_data::Result<Self> {
+        Self::resume(x, y, batch, seed, device, 0)
+    }
+
+    /// The stream of [`BatchStream::new`] after `drawn` batches: it continues with the batch an uninterrupted
+    /// stream would give next (the order is replayed without touching the data).
+    pub fn resume(
+        x: DomainInputs,
+        y: Option<Tensor>,
+        batch: usize,
+        seed: u64,
+        device: Device,
+        drawn: usize,
+    ) -> dalab_data::Result<Self> {
         let source = match x {
             DomainInputs::Dense(x) => {
-                let order = Box::new(EpochOrder::new(x.size()[0] as usize, seed)?);
+                let mut order = Box::new(EpochOrder::new(x.size()[0] as usize, seed)?);
+                for _ in 0..drawn {
+                    order.next_indices(batch);
+                }
                 Source::Dense { x, order }
             }
             DomainInputs::Files(files) => {
                 let shape = files.sample_shape();
-                Source::Files { pre: Prefetcher::shuffled(files, None, batch, seed)?, shape, device }
+                Source::Files { pre: Prefetcher::shuffled(files, None, batch, seed, drawn)?, shape, device }
             }
         };
-        Ok(Self { source, y, batch })
+        Ok(Self { source, y, batch, drawn })
+    }
+
+    /// Batches handed out so far.
+    pub fn drawn(&self) -> usize {
+        self.drawn
     }
 
     /// The next batch `(x, y)`.
     pub fn next_batch(&mut self) -> dalab_data::Result<(Tensor, Option<Tensor>)> {
+        self.drawn += 1;
         let (x, idx) = match &mut self.source {
             Source::Dense { x, order } => {
                 let idx: Vec<i64> = order.next_indices(self.batch).into_iter().map(|i| i as i64).collect();
