@@ -2,6 +2,7 @@
 //! writes a crate's two standard tests (conformance, and the validation error of a bad config).
 //!
 //! ```ignore
+//! #[cfg(test)] // the kit is a dev-dependency
 //! dalab_conformance::method_tests!(Mcc, MccConfig { temperature: 0.0, ..Default::default() }
 //!     => "temperature: must be a finite number > 0, got 0");
 //! ```
@@ -233,7 +234,6 @@ pub fn check_with<M: MethodFactory>(cfg: &M::Config, steps: usize) {
 #[macro_export]
 macro_rules! method_tests {
     ($factory:ty, $bad:expr => $msg:expr) => {
-        #[cfg(test)]
         mod standard_tests {
             use super::*;
 

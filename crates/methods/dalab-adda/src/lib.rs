@@ -144,6 +144,7 @@ impl Method for Model {
     }
 }
 
+#[cfg(test)]
 dalab_conformance::method_tests!(Adda, AddaConfig { source_iterations: 0, ..Default::default() }
     => "source_iterations: must be >= 1, got 0");
 

@@ -97,6 +97,7 @@ impl Method for Model {
     }
 }
 
+#[cfg(test)]
 dalab_conformance::method_tests!(Mcd, McdConfig { num_k: 0, ..Default::default() } => "num_k: must be >= 1, got 0");
 
 #[cfg(test)]
