@@ -22,8 +22,9 @@ use std::process::{Command, ExitCode};
 const TORCH_VERSION: &str = "2.13.0";
 /// The two small CUDA wheels `libtorch_cpu.so` links against (toolchain.md): enough for a CPU-only libtorch.
 const CPU_EXTRA_WHEELS: &[&str] = &["nvidia-cuda-runtime==13.0.96", "nvidia-cuda-cupti==13.0.85"];
-/// The TensorBoard release whose `EventAccumulator` the tests use to read our event files.
-const TENSORBOARD_REQ: &str = "tensorboard==2.20.0";
+/// The TensorBoard release whose `EventAccumulator` the tests use to read our event files, and the safetensors
+/// release they read saved models with (`safetensors.numpy`, no PyTorch needed).
+const PYLIB_REQS: &[&str] = &["tensorboard==2.20.0", "safetensors==0.8.0"];
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -276,20 +277,22 @@ fn link_libtorch(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The TensorBoard Python package, next to libtorch (`<install>/pylib`), for the tests that read our event files
-/// with TensorBoard's own `EventAccumulator`.
+/// The Python readers, next to libtorch (`<install>/pylib`), for the tests that read our event files with
+/// TensorBoard's own `EventAccumulator` and our saved models with the `safetensors` package. Reinstalled when the
+/// requirements change (the marker file records them).
 fn install_tensorboard(dir: &Path) -> Result<()> {
     let pylib = dir.join("pylib");
     let marker = pylib.join(".dalab-complete");
-    if marker.exists() {
+    let reqs = PYLIB_REQS.join(" ");
+    if fs::read_to_string(&marker).is_ok_and(|m| m == reqs) {
         return Ok(());
     }
     ensure_pip()?;
-    eprintln!("xtask: installing {TENSORBOARD_REQ} into {}", pylib.display());
+    eprintln!("xtask: installing {reqs} into {}", pylib.display());
     let partial = dir.join(format!("pylib.partial-{}", std::process::id()));
     let _ = fs::remove_dir_all(&partial);
-    pip_install_target(&partial, &[TENSORBOARD_REQ], false)?;
-    fs::write(partial.join(".dalab-complete"), TENSORBOARD_REQ).map_err(|e| format!("cannot write marker: {e}"))?;
+    pip_install_target(&partial, PYLIB_REQS, false)?;
+    fs::write(partial.join(".dalab-complete"), &reqs).map_err(|e| format!("cannot write marker: {e}"))?;
     let _ = fs::remove_dir_all(&pylib);
     fs::rename(&partial, &pylib).map_err(|e| format!("cannot move {} to {}: {e}", partial.display(), pylib.display()))
 }

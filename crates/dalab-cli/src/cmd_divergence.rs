@@ -88,7 +88,7 @@ pub struct DivergenceArgs {
 }
 
 /// The `dataset:` of `spec`: a dataset name (default options) or an experiment YAML file.
-fn dataset_config(spec: &str) -> anyhow::Result<DatasetConfig> {
+pub(crate) fn dataset_config(spec: &str) -> anyhow::Result<DatasetConfig> {
     if spec.ends_with(".yaml") || spec.ends_with(".yml") {
         let text = std::fs::read_to_string(spec).with_context(|| format!("reading {spec}"))?;
         let doc: serde_json::Value = serde_saphyr::from_str(&text).with_context(|| format!("{spec}: not YAML"))?;

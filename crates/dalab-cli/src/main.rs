@@ -1,5 +1,6 @@
 mod cmd_data;
 mod cmd_divergence;
+mod cmd_model;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -69,6 +70,19 @@ enum Cmd {
     Baseline(cmd_data::BaselineArgs),
     /// MMD², proxy A-distance and CORAL distance between domains given as feature files (.npy/.npz/.csv/.mat).
     Divergence(Box<cmd_divergence::DivergenceArgs>),
+    /// Per-sample predictions and class probabilities of a trial's saved model, as CSV.
+    Predict {
+        #[command(flatten)]
+        input: cmd_model::InputArgs,
+        /// Where to write the CSV (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The accuracy of a trial's saved model on a labelled domain.
+    Eval {
+        #[command(flatten)]
+        input: cmd_model::InputArgs,
+    },
     /// List the registered methods.
     Methods,
     /// Print a method's options with their defaults (paste under `methods:` in an experiment).
@@ -127,6 +141,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Data(c) => cmd_data::run_data(&c, cli.data_dir.as_deref()).map_err(runtime),
         Cmd::Baseline(a) => cmd_data::run_baseline(&a, cli.data_dir.as_deref()).map_err(runtime),
         Cmd::Divergence(a) => cmd_divergence::run(&a, &data).map_err(runtime),
+        Cmd::Predict { input, out } => cmd_model::predict(&input, out.as_deref(), &data).map_err(runtime),
+        Cmd::Eval { input } => cmd_model::eval(&input, &data).map_err(runtime),
         Cmd::Methods => {
             for e in registry().entries() {
                 println!("{:<14} {}", e.name, e.summary);

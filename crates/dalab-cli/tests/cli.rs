@@ -793,3 +793,170 @@ fn closed_form_methods_reproduce_published_cells() {
     assert!(out.status.success(), "{so}\n{se}");
     assert!(so.contains("| Δ svm − P | – | +0.0 |"), "{so}");
 }
+
+/// Checkpointed trials of a single-loss (source-only), an adversarial single-loss with dropout (dann: the
+/// generator's state matters), a multi-step (mcd) and a two-stage (adda) method.
+const CKPT: &str = "name: ckpt
+dataset: {name: moons}
+tasks: [moons→moons-rotated]
+methods:
+  source-only: {}
+  dann: {discriminator: {hidden: [16], dropout: 0.5}}
+  mcd: {num_k: 2}
+  adda: {source_iterations: 600, discriminator: {hidden: [16], dropout: 0.0}}
+model: {backbone: {kind: mlp, hidden: [15], activation: relu}}
+optim: {lr: 0.05, momentum: 0.9}
+train: {iterations: 1500, batch_size: 32, eval_interval: 100, log_interval: 10, threads: 1, checkpoint_interval: 50}
+selection: source_val
+seeds: [0]
+";
+
+/// The checkpoint step of every unfinished trial of an experiment folder.
+fn checkpoints(exp_dir: &Path) -> Vec<(String, u64)> {
+    if !exp_dir.is_dir() {
+        return Vec::new();
+    }
+    trial_dirs(exp_dir)
+        .into_iter()
+        .filter(|d| !d.join("result.json").exists())
+        .filter_map(|d| {
+            let c: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("checkpoint.json")).ok()?).ok()?;
+            Some((d.file_name().unwrap().to_string_lossy().into_owned(), c["step"].as_u64()?))
+        })
+        .collect()
+}
+
+#[test]
+fn killed_trials_continue_from_their_checkpoints_bit_for_bit_and_saved_models_score_alike() {
+    let a = tempfile::tempdir().unwrap();
+    std::fs::write(a.path().join("ckpt.yaml"), CKPT).unwrap();
+    let out = dalab(&["run", "ckpt.yaml", "--runs-dir", "runs"], a.path());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let exp_a = a.path().join("runs/ckpt");
+    let want = snapshot(&exp_a);
+    assert_eq!(want.len(), 4);
+
+    // SIGKILL the runner once inside each trial, after its checkpoint at step >= 200 (the adda kill lands in its
+    // adaptation stage: its checkpoint is past the 600 source steps), then let the run finish.
+    let b = tempfile::tempdir().unwrap();
+    std::fs::write(b.path().join("ckpt.yaml"), CKPT).unwrap();
+    let exp_b = b.path().join("runs/ckpt");
+    let mut killed: Vec<(String, u64)> = Vec::new();
+    for _ in 0..8 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dalab"))
+            .args(["run", "ckpt.yaml", "--runs-dir", "runs"])
+            .current_dir(b.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let target = loop {
+            if child.try_wait().unwrap().is_some() {
+                break None;
+            }
+            let hit = checkpoints(&exp_b).into_iter().find(|(id, step)| {
+                let min = if id.starts_with("adda") { 700 } else { 200 };
+                *step >= min && !killed.iter().any(|(k, _)| k == id)
+            });
+            if hit.is_some() {
+                break hit;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let Some(t) = target else { break };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed.push(t);
+        std::thread::sleep(std::time::Duration::from_millis(300)); // the trial process dies with its runner
+    }
+    let out = dalab(&["run", "ckpt.yaml", "--runs-dir", "runs"], b.path());
+    assert!(out.status.success(), "{:?}", text(&out));
+    for m in ["source-only", "dann", "mcd", "adda"] {
+        assert!(killed.iter().any(|(id, _)| id.starts_with(m)), "no kill landed in the {m} trial: {killed:?}");
+    }
+    assert_eq!(snapshot(&exp_b), want, "resumed trials: same results.json numbers and metrics.jsonl, bit for bit");
+    for d in trial_dirs(&exp_b) {
+        let names: Vec<String> =
+            std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let events = names.iter().filter(|n| n.starts_with("events.out.tfevents")).count();
+        assert!(events >= 2, "{}: a resumed trial writes a second event file ({names:?})", d.display());
+        assert!(!names.iter().any(|n| n.starts_with("checkpoint")), "checkpoints removed when done: {names:?}");
+        for f in ["model.safetensors", "model-last.safetensors", "model.json"] {
+            assert!(names.contains(&f.to_string()), "{f} missing in {}", d.display());
+        }
+    }
+
+    // `dalab eval` on the target scores the saved (selected) model exactly as result.json does; `--model last`
+    // the last one.
+    for d in trial_dirs(&exp_a) {
+        let r = read_json(&d.join("result.json"));
+        for (which, key) in [("selected", "selected"), ("last", "last")] {
+            let out = dalab(&["eval", d.to_str().unwrap(), "--domain", "moons-rotated", "--model", which], a.path());
+            let (so, se) = text(&out);
+            assert!(out.status.success(), "{se}");
+            let frac = so.split(['(', ')']).nth(1).unwrap();
+            let (c, n) = frac.split_once('/').unwrap();
+            let acc = c.parse::<f64>().unwrap() / n.parse::<f64>().unwrap();
+            assert_eq!(acc, r[key]["target"].as_f64().unwrap(), "{}: {so}", d.display());
+        }
+    }
+
+    // `dalab predict`: a CSV per sample; its predictions give the same accuracy; probabilities sum to 1.
+    let so_dir = trial_dirs(&exp_a)
+        .into_iter()
+        .find(|d| d.file_name().unwrap().to_string_lossy().starts_with("source-only"))
+        .unwrap();
+    let csv = a.path().join("preds.csv");
+    let out = dalab(
+        &["predict", so_dir.to_str().unwrap(), "--domain", "moons-rotated", "--out", csv.to_str().unwrap()],
+        a.path(),
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let text_csv = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text_csv.lines();
+    assert_eq!(lines.next().unwrap(), "index,label,prediction,p0,p1");
+    let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let correct = rows.iter().filter(|r| r[1] == r[2]).count() as f64 / rows.len() as f64;
+    assert_eq!(correct, read_json(&so_dir.join("result.json"))["selected"]["target"].as_f64().unwrap());
+    assert!(rows.iter().all(|r| (r[3] + r[4] - 1.0).abs() < 2e-6 && (r[2] as usize) == usize::from(r[4] > r[3])));
+
+    // The saved model in Python: safetensors + the architecture of config.yaml (docs/configuration.md gives the
+    // names): an MLP backbone `backbone.fc{i}` (ReLU here) and the linear `method.classifier`. Its softmax on a
+    // feature file equals `dalab predict --features`.
+    let feats = a.path().join("points.csv");
+    std::fs::write(&feats, "0.5,0.25\n-1.0,0.75\n2.0,-0.5\n").unwrap();
+    let out = dalab(&["predict", so_dir.to_str().unwrap(), "--features", feats.to_str().unwrap()], a.path());
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    let ours: Vec<Vec<f64>> =
+        so.lines().skip(1).map(|l| l.split(',').skip(2).map(|v| v.parse().unwrap()).collect()).collect();
+    let script = r#"
+import json, sys
+import numpy as np
+from safetensors.numpy import load_file
+w = load_file(sys.argv[1])
+x = np.loadtxt(sys.argv[2], delimiter=",", dtype=np.float32)
+h = np.maximum(x @ w["backbone.fc0.weight"].T + w["backbone.fc0.bias"], 0)
+z = h @ w["method.classifier.weight"].T + w["method.classifier.bias"]
+p = np.exp(z - z.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
+print(json.dumps(p.tolist()))
+"#;
+    let pythonpath = std::env::var_os("DALAB_TENSORBOARD_PYTHONPATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".libtorch/pylib"));
+    let model = so_dir.join("model.safetensors");
+    let out = Command::new("python3")
+        .args(["-c", script, model.to_str().unwrap(), feats.to_str().unwrap()])
+        .env("PYTHONPATH", &pythonpath)
+        .output()
+        .expect("python3 runs");
+    let (py, se) = text(&out);
+    assert!(out.status.success(), "safetensors (run `cargo xtask setup --tensorboard`): {se}");
+    let theirs: Vec<Vec<f64>> = serde_json::from_str(py.trim()).unwrap();
+    assert_eq!(ours.len(), 3);
+    for (a, b) in ours.iter().zip(&theirs) {
+        for (u, v) in a.iter().zip(b) {
+            assert!((u - v).abs() < 1e-5, "{ours:?} vs {theirs:?}");
+        }
+    }
+}

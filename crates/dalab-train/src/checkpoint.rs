@@ -24,8 +24,8 @@ pub struct CheckpointState {
     /// Batches drawn from the source, target and labelled-target streams.
     pub drawn: [usize; 3],
     pub last: Option<EvalRecord>,
-    /// Score and evaluation of the model kept by the selection rule (its tensors are `best/...`).
-    pub best: Option<(f64, EvalRecord)>,
+    /// Score, evaluation and stage index of the model kept by the selection rule (its tensors are `best/...`).
+    pub best: Option<(f64, EvalRecord, usize)>,
     /// The tensor file.
     pub tensors: String,
 }
@@ -36,8 +36,9 @@ pub struct ModelInfo {
     pub method: String,
     pub num_classes: i64,
     pub input_shape: Vec<i64>,
-    /// The stage the model was trained in last (a multi-stage method predicts with that stage's networks).
-    pub stage: String,
+    /// The stage each model was saved in (a multi-stage method predicts with that stage's networks).
+    pub selected_stage: String,
+    pub last_stage: String,
     /// The step of the model in `model.safetensors` and of the one in `model-last.safetensors`.
     pub selected_step: usize,
     pub last_step: usize,

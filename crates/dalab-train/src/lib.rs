@@ -143,6 +143,25 @@ fn accuracy(
     })
 }
 
+/// Class logits of `method` on every sample of `x`, in order (eval mode, no gradients), as `[n, classes]` on the
+/// CPU: what `dalab predict` and `dalab eval` score a saved model with.
+pub fn predict_all(
+    method: &dyn dalab_core::Method,
+    x: &dalab_data::Features,
+    batch: usize,
+    device: Device,
+) -> Result<Tensor> {
+    let inputs = DomainInputs::new(x, device);
+    tch::no_grad(|| {
+        let mut parts = Vec::new();
+        inputs.for_each_batch::<Error>(batch, device, |_, xb| {
+            parts.push(method.predict(xb).to_device(Device::Cpu));
+            Ok(())
+        })?;
+        Ok(Tensor::cat(&parts, 0))
+    })
+}
+
 struct EvalSet {
     source: (DomainInputs, Tensor),
     source_val: Option<(DomainInputs, Tensor)>,
@@ -383,7 +402,9 @@ fn resolved_stages(method: &dyn dalab_core::Method, tc: &TrainConfig) -> Result<
     Ok(stages)
 }
 
-/// Loads a saved model (`model.safetensors` of a trial) into a freshly built method, in its last stage.
+/// Loads a saved model (a trial's `model.safetensors` or `model-last.safetensors`) into a freshly built method,
+/// put first in `stage`, the stage the model was saved in (a multi-stage method predicts with that stage's
+/// networks).
 #[allow(clippy::too_many_arguments)]
 pub fn load_model(
     registry: &Registry,
@@ -391,15 +412,17 @@ pub fn load_model(
     method_config: &Value,
     model: &ModelConfig,
     info: &checkpoint::ModelInfo,
+    stage: &str,
     file: &std::path::Path,
     device: Device,
 ) -> Result<(nn::VarStore, Box<dyn dalab_core::Method>)> {
     let (mut vs, mut m) =
         build_model(registry, method, method_config, model, info.num_classes, &info.input_shape, device)?;
     let stages = m.stages();
-    if let Some(s) = stages.iter().find(|s| s.name == info.stage) {
-        m.begin_stage(s, &vs)?;
-    }
+    let s = stages.iter().find(|s| s.name == stage).ok_or_else(|| {
+        Error::Invalid(format!("method `{method}` has no stage `{stage}` (model.json does not match the method)"))
+    })?;
+    m.begin_stage(s, &vs)?;
     vs.load(file).map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?;
     Ok((vs, m))
 }
@@ -547,7 +570,8 @@ fn train_inner(
     };
 
     let mut last: Option<EvalRecord> = resume.as_ref().and_then(|c| c.last.clone());
-    let mut best: Option<(f64, EvalRecord, Snapshot)> = None;
+    // The selection rule's model: score, evaluation, stage index, variables.
+    let mut best: Option<(f64, EvalRecord, usize, Snapshot)> = None;
     let (first_stage, first_iter, mut step) =
         resume.as_ref().map_or((0, 0, 0), |c| (c.stage, c.stage_iteration, c.step));
     let score_of = |rec: &EvalRecord| match st.selection {
@@ -576,13 +600,13 @@ fn train_inner(
                 let prefix = format!("optim/{}/", o.name);
                 o.load_state(&prefix, &mut |k| map.remove(k));
             }
-            if let Some((score, rec)) = &c.best {
+            if let Some((score, rec, stage)) = &c.best {
                 let snap: Snapshot = vs
                     .variables()
                     .into_keys()
                     .filter_map(|k| map.remove(&format!("best/{k}")).map(|t| (k, t)))
                     .collect();
-                best = Some((*score, rec.clone(), snap));
+                best = Some((*score, rec.clone(), *stage, snap));
             }
             tch::manual_seed(checkpoint_seed(spec.seed, c.step));
         }
@@ -635,9 +659,9 @@ fn train_inner(
                     s.eval(&rec)?;
                 }
                 if let Some(score) = score_of(&rec)
-                    && best.as_ref().is_none_or(|(b, _, _)| score > *b)
+                    && best.as_ref().is_none_or(|(b, _, _, _)| score > *b)
                 {
-                    best = Some((score, rec.clone(), snapshot(&vs)));
+                    best = Some((score, rec.clone(), si, snapshot(&vs)));
                 }
                 last = Some(rec);
             }
@@ -651,7 +675,7 @@ fn train_inner(
                 for o in &stepper.opts {
                     tensors.extend(o.state(&format!("optim/{}/", o.name)));
                 }
-                if let Some((_, _, snap)) = &best {
+                if let Some((_, _, _, snap)) = &best {
                     tensors.extend(snap.iter().map(|(k, v)| (format!("best/{k}"), v.shallow_clone())));
                 }
                 let (si2, it2) = if stage_end { (si + 1, 0) } else { (si, it + 1) };
@@ -661,7 +685,7 @@ fn train_inner(
                     stage_iteration: it2,
                     drawn: [src_stream.drawn(), tgt_stream.drawn(), lab_stream.as_ref().map_or(0, |s| s.drawn())],
                     last: last.clone(),
-                    best: best.as_ref().map(|(s, r, _)| (*s, r.clone())),
+                    best: best.as_ref().map(|(s, r, st, _)| (*s, r.clone(), *st)),
                     tensors: String::new(),
                 };
                 checkpoint::save(dir, state, &tensors)?;
@@ -671,6 +695,7 @@ fn train_inner(
     }
     let last = last.expect("iterations >= 1, so the last step is evaluated");
     let final_stage = stages.last().expect("at least one stage").0.name;
+    let selected_stage = best.as_ref().map_or(final_stage, |b| stages[b.2].0.name);
     if let Some(dir) = out_dir {
         checkpoint::write_tensors(
             &dir.join("model-last.safetensors"),
@@ -678,7 +703,7 @@ fn train_inner(
         )?;
     }
     let selected = match best {
-        Some((_, rec, snap)) => {
+        Some((_, rec, _, snap)) => {
             restore(&vs, &snap);
             rec
         }
@@ -690,7 +715,8 @@ fn train_inner(
             method: spec.method.to_string(),
             num_classes,
             input_shape,
-            stage: final_stage.to_string(),
+            selected_stage: selected_stage.to_string(),
+            last_stage: final_stage.to_string(),
             selected_step: selected.step,
             last_step: last.step,
         };
