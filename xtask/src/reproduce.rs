@@ -21,6 +21,10 @@ const QUICK: &[(&str, &[&str])] = &[
     ("dann-table1", &["tasks=[books→kitchen]", "seeds=[0]", "train.iterations=3600"]),
     ("jda-table2-surf", &["tasks=[A→W]"]),
     ("jda-table2-digits", &["tasks=[usps→mnist]"]),
+    (
+        "adda-table2",
+        &["tasks=[mnist→usps]", "methods.adda.source_iterations=100", "train.iterations=100", "train.eval_interval=50"],
+    ),
 ];
 
 struct Opts {

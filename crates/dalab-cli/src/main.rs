@@ -376,7 +376,7 @@ fn run_experiment(
     let ids: std::collections::HashSet<String> = trials.iter().map(Trial::id).collect();
     if outcomes.iter().any(|o| o.result().is_some()) {
         let table =
-            report::collect(&exp_dir, Some(&ids), &row_order(&trials), &task_order(&trials)).map_err(runtime)?;
+            report::collect(&exp_dir, Some(&ids), &row_order(&trials), &task_order(&trials), None).map_err(runtime)?;
         println!();
         print!("{}", table.markdown(None));
     }
@@ -444,7 +444,8 @@ fn report_cmd(
         (runs_dir.join(&exp.name), Some(ids), row_order(&trials), task_order(&trials))
     };
     let reference = reference.map(report::load_reference).transpose().map_err(usage)?;
-    let table = report::collect(&exp_dir, only.as_ref(), &rows, &tasks).map_err(runtime)?;
+    let split = reference.as_ref().and_then(|r| r.split);
+    let table = report::collect(&exp_dir, only.as_ref(), &rows, &tasks, split).map_err(runtime)?;
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| exp_dir.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display())).map_err(runtime)?;
     let md = table.markdown(reference.as_ref());

@@ -10,7 +10,7 @@
 //!
 //! A task uses the source's train split (labelled), the target's train split (unlabelled) and the target's
 //! test split as the target test set (none for `mnist-m`, whose only split is the target itself).
-//! Images are `[n, C, size, size]`, scaled to [0, 1] (`normalize: unit`) or [-1, 1] (`symmetric`), resized
+//! Images are `[n, C, size, size]`, scaled to [0, 1] (`normalize: unit`), [-1, 1] (`symmetric`) or [0, 255] (`bytes`), resized
 //! bilinearly to `size` (default: the larger native size of the two domains) and converted grey → RGB
 //! when `channels` is 3 (default: 3 if a domain is `mnist-m`, else 1).
 //!
@@ -141,6 +141,8 @@ pub enum PixelNorm {
     Unit,
     /// (v - 0.5) / 0.5, in [-1, 1].
     Symmetric,
+    /// 255·v, in [0, 255]: the raw byte scale (the ADDA authors' code feeds pixels unnormalised).
+    Bytes,
 }
 
 /// Options of the `digits` dataset.
@@ -210,8 +212,10 @@ impl DigitsConfig {
             _ => (x, y),
         };
         let mut x = set_channels(resize_batch(&x, size, size), channels);
-        if self.normalize == PixelNorm::Symmetric {
-            x.mapv_inplace(|v| (v - 0.5) / 0.5);
+        match self.normalize {
+            PixelNorm::Unit => {}
+            PixelNorm::Symmetric => x.mapv_inplace(|v| (v - 0.5) / 0.5),
+            PixelNorm::Bytes => x.mapv_inplace(|v| v * 255.0),
         }
         let name =
             if split == "train" || domain == "mnist-m" { domain.to_string() } else { format!("{domain}-{split}") };

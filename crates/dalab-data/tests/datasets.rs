@@ -139,6 +139,16 @@ fn digits_counts_shapes_and_protocols() {
     );
     assert_eq!(adda(1).target.y, a.target.y);
     assert_ne!(adda(2).target.y, a.target.y);
+    // `bytes`: the same draw at 255× the unit scale (the ADDA authors' pixels).
+    let unit =
+        cfg("name: digits\nprotocol: adda\nsize: 32\nsample_seed: 1\n").load_task("mnist", "usps", &dir).unwrap();
+    let bytes = cfg("name: digits\nprotocol: adda\nsize: 32\nnormalize: bytes\nsample_seed: 1\n")
+        .load_task("mnist", "usps", &dir)
+        .unwrap();
+    let (u, b) = (unit.target.dense_x().unwrap(), bytes.target.dense_x().unwrap());
+    assert_eq!(b.shape(), &[1800, 1, 32, 32]);
+    assert!(u.iter().zip(b.iter()).all(|(u, b)| (u * 255.0 - b).abs() < 1e-3));
+    assert!(b.iter().any(|&v| v > 254.0));
 }
 
 #[test]

@@ -41,6 +41,18 @@ pub struct Reference {
     pub rows: Vec<ReferenceRow>,
     #[serde(default)]
     pub notes: String,
+    /// The split the paper scores: `target` (the target training data the method adapted to, transductive) or
+    /// `target_test` (the separate test split). Default: the test split when every trial has one.
+    #[serde(default)]
+    pub split: Option<Split>,
+}
+
+/// Which target accuracy a table shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    Target,
+    TargetTest,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -122,6 +134,7 @@ pub fn collect(
     only: Option<&std::collections::HashSet<String>>,
     row_order: &[String],
     task_order: &[String],
+    split: Option<Split>,
 ) -> Result<Table> {
     let entries = std::fs::read_dir(exp_dir).map_err(io_err(exp_dir))?;
     let mut results: Vec<(TrialResult, PathBuf)> = Vec::new();
@@ -146,7 +159,18 @@ pub fn collect(
         )));
     }
     let experiment = results[0].0.experiment.clone();
-    let test_split = results.iter().all(|(r, _)| r.selected.target_test.is_some());
+    let all_have_test = results.iter().all(|(r, _)| r.selected.target_test.is_some());
+    let test_split = match split {
+        None => all_have_test,
+        Some(Split::Target) => false,
+        Some(Split::TargetTest) if all_have_test => true,
+        Some(Split::TargetTest) => {
+            return Err(Error::Other(format!(
+                "{}: split target_test: a trial has no target test split",
+                exp_dir.display()
+            )));
+        }
+    };
     let mut rows: Vec<String> = Vec::new();
     let mut tasks: Vec<String> = Vec::new();
     let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
@@ -491,6 +515,27 @@ mod tests {
         std::fs::write(dir.join(id).join("result.json"), r.to_string()).unwrap();
     }
 
+    /// The split of a table: the test split by default when every trial has one; `target` when asked for.
+    #[test]
+    fn the_split_is_the_test_one_unless_the_reference_asks_for_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        write_result(dir.path(), "t", serde_json::json!({}), 0.4);
+        let p = dir.path().join("t/result.json");
+        let mut r: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        r["selected"]["target_test"] = serde_json::json!(0.6);
+        std::fs::write(&p, r.to_string()).unwrap();
+        let cell = |t: &Table| t.cells[&("svm".to_string(), "A→W".to_string())].values[0];
+        let auto = collect(dir.path(), None, &[], &[], None).unwrap();
+        assert!(auto.test_split && cell(&auto) == 0.6);
+        let tr = collect(dir.path(), None, &[], &[], Some(Split::Target)).unwrap();
+        assert!(!tr.test_split && cell(&tr) == 0.4);
+        let e = std::fs::remove_dir_all(dir.path().join("t"));
+        assert!(e.is_ok());
+        write_result(dir.path(), "u", serde_json::json!({}), 0.4);
+        let e = collect(dir.path(), None, &[], &[], Some(Split::TargetTest)).unwrap_err().to_string();
+        assert!(e.ends_with("split target_test: a trial has no target test split"), "{e}");
+    }
+
     /// Draws of `dataset.sample_seed` pool into one row (like seeds); another swept key keeps its own rows.
     #[test]
     fn random_draws_are_pooled_like_seeds() {
@@ -498,14 +543,14 @@ mod tests {
         for (i, acc) in [0.4, 0.5, 0.6].into_iter().enumerate() {
             write_result(dir.path(), &format!("t{i}"), serde_json::json!({"dataset.sample_seed": i}), acc);
         }
-        let t = collect(dir.path(), None, &[], &[]).unwrap();
+        let t = collect(dir.path(), None, &[], &[], None).unwrap();
         assert_eq!(t.rows, vec!["svm"]);
         let cell = &t.cells[&("svm".to_string(), "A→W".to_string())];
         assert_eq!(cell.values.len(), 3);
         assert!((cell.mean() - 0.5).abs() < 1e-12);
         assert!(t.caption().contains("over 3 runs (seeds × random draws of dataset.sample_seed)"), "{}", t.caption());
         write_result(dir.path(), "u", serde_json::json!({"dataset.sample_seed": 0, "methods.svm.folds": 3}), 0.7);
-        let t = collect(dir.path(), None, &[], &[]).unwrap();
+        let t = collect(dir.path(), None, &[], &[], None).unwrap();
         assert_eq!(t.rows, vec!["svm", "svm (folds=3)"]);
     }
 
@@ -514,7 +559,7 @@ mod tests {
     fn reference_marks_differences_beyond_the_tolerance_and_prints_notes() {
         let dir = tempfile::tempdir().unwrap();
         write_result(dir.path(), "t", serde_json::json!({}), 0.40);
-        let t = collect(dir.path(), None, &[], &[]).unwrap();
+        let t = collect(dir.path(), None, &[], &[], None).unwrap();
         let reference = |paper: f64| Reference {
             caption: "paper".into(),
             tolerance: Some(1.5),
@@ -525,6 +570,7 @@ mod tests {
                 notes: [("A→W".to_string(), "because".to_string())].into(),
             }],
             notes: "More.".into(),
+            split: None,
         };
         let far = t.markdown(Some(&reference(43.0)));
         assert!(far.contains("| Δ svm − P | **-3.0** | **-3.0** |"), "{far}");

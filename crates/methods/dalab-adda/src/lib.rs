@@ -12,6 +12,11 @@
 //!    both computed from the same forward pass with the parameters before either step, as the authors' one
 //!    `sess.run` of both steps does. M_s and C stay fixed; the model predicts C(M_t(x)).
 //!
+//! What D sees (`discriminate`): `logits` (default) is the authors' code: their "encoder" is the whole LeNet
+//! including its last layer, D is trained on its 10 logits, and the adapted model is that whole network (here: a
+//! target copy of the head, adapted with M_t, predicting C_t(M_t(x))); `features` is the paper's description, D
+//! on the encoder's features and the source classifier C kept for the target.
+//!
 //! Groups: `source` (backbone and classifier), `target_encoder`, `discriminator`; give each its optimizer with
 //! `optim.groups` (the authors: Adam, β1 = 0.5; lr 1e-3 for the source stage, 2e-4 for adaptation).
 
@@ -27,6 +32,8 @@ dalab_core::method_config! {
         source_iterations: usize = 10000, at_least_one;
         /// The classifier on the encoder's features.
         head: HeadConfig = HeadConfig::default(), nested;
+        /// What the discriminator sees: the network's `logits` (the authors' code) or the encoder's `features`.
+        discriminate: Discriminate = Discriminate::Logits;
         /// The authors' adversary: 500-500, ReLU, no dropout.
         discriminator: DiscriminatorConfig =
             DiscriminatorConfig { hidden: vec![500, 500], dropout: 0.0, ..Default::default() }, nested;
@@ -40,7 +47,12 @@ dalab_core::method_factory! {
     build(cfg: &AddaConfig, vs, env) {
         let target = (env.make_backbone)(&(vs / "target_encoder"))?;
         let head = ClassifierHead::new(&(vs / "head"), env.backbone.out_dim(), env.num_classes, &cfg.head);
-        let disc = Discriminator::new(&(vs / "discriminator"), head.feature_dim(), &cfg.discriminator);
+        let target_head = ClassifierHead::new(&(vs / "target_head"), env.backbone.out_dim(), env.num_classes, &cfg.head);
+        let d_in = match cfg.discriminate {
+            Discriminate::Logits => env.num_classes,
+            Discriminate::Features => head.feature_dim(),
+        };
+        let disc = Discriminator::new(&(vs / "discriminator"), d_in, &cfg.discriminator);
         let stages = vec![
             Stage { name: "source", iterations: Some(cfg.source_iterations), data: StageData::Source, groups: vec!["source"] },
             Stage {
@@ -50,7 +62,8 @@ dalab_core::method_factory! {
                 groups: vec!["target_encoder", "discriminator"],
             },
         ];
-        Ok(Box::new(Model { source: env.backbone, target, head, disc, stages, adapting: false }))
+        let on = cfg.discriminate;
+        Ok(Box::new(Model { source: env.backbone, target, head, target_head, disc, stages, adapting: false, on }))
     }
 }
 
@@ -69,13 +82,37 @@ pub fn copy_prefix(vs: &nn::VarStore, from: &str, to: &str) -> Result<usize> {
     Ok(n)
 }
 
+/// `methods.adda.discriminate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Discriminate {
+    Logits,
+    Features,
+}
+
 struct Model {
     source: Box<dyn FeatureExtractor>,
     target: Box<dyn FeatureExtractor>,
     head: ClassifierHead,
+    /// The target network's copy of the head (adapted with `discriminate: logits`).
+    target_head: ClassifierHead,
     disc: Discriminator,
     stages: Vec<Stage>,
     adapting: bool,
+    on: Discriminate,
+}
+
+impl Model {
+    /// What D sees of encoder `enc` (with head `head`) on `x`: features or logits.
+    fn seen(&self, enc: &dyn FeatureExtractor, head: &ClassifierHead, x: &Tensor) -> Tensor {
+        let (f, l) = head.forward_t(&enc.forward_t(x, true), true);
+        if self.on == Discriminate::Logits { l } else { f }
+    }
+
+    /// The target network's head: its own copy when D sees logits, the source classifier otherwise.
+    fn target_classifier(&self) -> &ClassifierHead {
+        if self.on == Discriminate::Logits { &self.target_head } else { &self.head }
+    }
 }
 
 impl Method for Model {
@@ -86,7 +123,7 @@ impl Method for Model {
     fn groups(&self) -> Vec<Group> {
         vec![
             Group::new("source", &["backbone.", "method.head."]),
-            Group::new("target_encoder", &["method.target_encoder."]),
+            Group::new("target_encoder", &["method.target_encoder.", "method.target_head."]),
             Group::new("discriminator", &["method.discriminator."]),
         ]
     }
@@ -95,6 +132,7 @@ impl Method for Model {
         self.adapting = stage.name == "adapt";
         if self.adapting {
             copy_prefix(vars, "backbone.", "method.target_encoder.")?;
+            copy_prefix(vars, "method.head.", "method.target_head.")?;
         }
         Ok(())
     }
@@ -107,8 +145,8 @@ impl Method for Model {
                 Ok(vec![("loss/cls".into(), cls)])
             }
             StageBatch::Both(b) => {
-                let fs = tch::no_grad(|| self.head.features(&self.source.forward_t(&b.source_x, true), true));
-                let ft = self.head.features(&self.target.forward_t(&b.target_x, true), true);
+                let fs = tch::no_grad(|| self.seen(self.source.as_ref(), &self.head, &b.source_x));
+                let ft = self.seen(self.target.as_ref(), self.target_classifier(), &b.target_x);
                 let (ns, nt) = (fs.size()[0], ft.size()[0]);
                 let opts = (Kind::Float, fs.device());
                 let domain = Tensor::cat(&[Tensor::ones([ns], opts), Tensor::zeros([nt], opts)], 0);
@@ -134,13 +172,18 @@ impl Method for Model {
     }
 
     fn predict(&self, x: &Tensor) -> Tensor {
-        self.head.forward_t(&self.features(x), false).1
+        match self.adapting {
+            false => self.head.predict(self.source.as_ref(), x),
+            true => self.target_classifier().predict(self.target.as_ref(), x),
+        }
     }
 
-    /// M_s(x) in the source stage, M_t(x) once adapting (before the head's bottleneck, if any).
+    /// The head's features of M_s(x) in the source stage, of M_t(x) once adapting.
     fn features(&self, x: &Tensor) -> Tensor {
-        let enc = if self.adapting { &self.target } else { &self.source };
-        self.head.features(&enc.forward_t(x, false), false)
+        match self.adapting {
+            false => self.head.eval_features(self.source.as_ref(), x),
+            true => self.target_classifier().eval_features(self.target.as_ref(), x),
+        }
     }
 }
 
