@@ -17,6 +17,12 @@ pub fn registry() -> Registry {
     r.add::<dalab_coral::Coral>();
     r.add::<dalab_mcd::Mcd>();
     r.add::<dalab_adda::Adda>();
+    r.add::<dalab_entmin::EntMin>();
+    r.add::<dalab_shot::Shot>();
+    r.add::<dalab_mean_teacher::MeanTeacher>();
+    r.add::<dalab_bsp::Bsp>();
+    r.add::<dalab_afn::Afn>();
+    r.add::<dalab_mdd::Mdd>();
     r.add_classic::<dalab_svm::Svm>();
     r.add_classic::<dalab_coral_svm::CoralSvm>();
     r.add_classic::<dalab_1nn::OneNn>();

@@ -54,6 +54,12 @@ pub fn synthetic_shift(n: i64, seed: i64) -> (Tensor, Tensor, Tensor) {
     (xs, y, xt)
 }
 
+/// [`synthetic_shift`] as one training batch.
+pub fn synthetic_batch(n: i64, seed: i64) -> DaBatch {
+    let (source_x, source_y, target_x) = synthetic_shift(n, seed);
+    DaBatch { source_x, source_y, target_x }
+}
+
 /// Builds method `M` with `cfg` on a small MLP backbone (hidden 16, ReLU) in a fresh VarStore seeded with `seed`.
 pub fn build<M: MethodFactory>(cfg: &M::Config, seed: i64) -> (nn::VarStore, Box<dyn Method>) {
     // Tiny tensors: one libtorch thread avoids oversubscribing the cores that parallel tests share.

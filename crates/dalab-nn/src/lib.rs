@@ -5,7 +5,8 @@
 //! - [`heads`]: the bottleneck + classifier head and the domain discriminator.
 //! - [`mmd`]: differentiable MK-MMD and JMMD (tested against dalab-metrics).
 //! - [`losses`]: CORAL loss, entropy, CDAN's multilinear maps.
-//! - [`method`]: [`HeadMethod`], `CE + λ·T` on the backbone and a classifier head, for single-loss methods.
+//! - [`method`]: [`HeadMethod`], `CE + λ·T` on the backbone and a classifier head, for single-loss methods
+//!   ([`HeadNet::into_method`] for a single loss of another form).
 
 pub mod backbone;
 pub mod grl;
@@ -18,5 +19,5 @@ pub use backbone::{Activation, BackboneConfig, build_backbone};
 pub use grl::grad_reverse;
 pub use heads::{ClassifierHead, Discriminator, DiscriminatorConfig, HeadConfig, Layer, Pair};
 pub use losses::{RandomizedMultilinear, coral_loss, entropy, multilinear};
-pub use method::{HeadMethod, HeadNet, Transfer};
+pub use method::{HeadMethod, HeadNet, NetLoss, Transfer};
 pub use mmd::{Bandwidth, Estimator, KernelConfig, MmdConfig, jmmd2, mmd2};

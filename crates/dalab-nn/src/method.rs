@@ -2,6 +2,7 @@
 //! and a [`ClassifierHead`]. A method crate gives the transfer term `T` as a closure over the features and
 //! logits of one forward pass over `[x_s; x_t]`; `HeadMethod` does the rest (the forward pass, the source
 //! cross-entropy, the weighting, the logged scalars `loss/cls` and `loss/<name>`, `predict` and `features`).
+//! A method whose loss has another form gives the whole loss instead ([`HeadNet::into_method`]).
 
 use crate::heads::{ClassifierHead, HeadConfig, Pair};
 use dalab_core::{BuildEnv, DaBatch, FeatureExtractor, Method, Result, StepCtx, StepOutput};
@@ -10,6 +11,10 @@ use tch::{Tensor, nn};
 /// The transfer term of a [`HeadMethod`]: from the forward pass `((f_s, ℓ_s), (f_t, ℓ_t))` and the batch, the
 /// term `T` (its value is logged as `loss/<name>`) and any scalars of its own.
 pub type Transfer = Box<dyn FnMut(&Pair, &DaBatch, &StepCtx) -> Result<StepOutput> + Send>;
+
+/// The whole training loss of a method on a [`HeadNet`] ([`HeadNet::into_method`]): from the net and the batch,
+/// the loss and its logged scalars.
+pub type NetLoss = Box<dyn FnMut(&HeadNet, &DaBatch, &StepCtx) -> Result<StepOutput> + Send>;
 
 /// A backbone and a classifier head: `features = head.features(backbone(x))`, `logits = head(features)`.
 #[derive(Debug)]
@@ -39,15 +44,40 @@ impl HeadNet {
     pub fn features(&self, x: &Tensor) -> Tensor {
         self.head.eval_features(self.backbone.as_ref(), x)
     }
+
+    /// This net as a single-loss method whose training loss is `loss` (`predict` and `features` are the net's),
+    /// for a loss that is not `CE + λ·T` (RTN's residual source classifier, CORAL's transformed inputs).
+    pub fn into_method(
+        self,
+        loss: impl FnMut(&HeadNet, &DaBatch, &StepCtx) -> Result<StepOutput> + Send + 'static,
+    ) -> Box<dyn Method> {
+        Box::new(NetMethod { net: self, loss: Box::new(loss) })
+    }
+}
+
+/// A [`HeadNet`] and its training loss.
+struct NetMethod {
+    net: HeadNet,
+    loss: NetLoss,
+}
+
+impl Method for NetMethod {
+    fn training_loss(&mut self, batch: &DaBatch, ctx: &StepCtx) -> Result<StepOutput> {
+        (self.loss)(&self.net, batch, ctx)
+    }
+
+    fn predict(&self, x: &Tensor) -> Tensor {
+        self.net.predict(x)
+    }
+
+    fn features(&self, x: &Tensor) -> Tensor {
+        self.net.features(x)
+    }
 }
 
 /// `L = CE(ℓ_s, y_s) + trade_off · T`: see the module documentation.
-pub struct HeadMethod {
-    net: HeadNet,
-    trade_off: f64,
-    name: &'static str,
-    transfer: Transfer,
-}
+#[derive(Debug)]
+pub struct HeadMethod;
 
 impl HeadMethod {
     /// The method with transfer term `transfer`, logged as `loss/<name>`; `trade_off` = 0 trains on the source
@@ -61,27 +91,26 @@ impl HeadMethod {
         transfer: impl FnMut(&Pair, &DaBatch, &StepCtx) -> Result<StepOutput> + Send + 'static,
     ) -> Result<Box<dyn Method>> {
         let net = HeadNet::new(vs, env.backbone, env.num_classes, head);
-        Ok(Box::new(Self { net, trade_off, name, transfer: Box::new(transfer) }))
-    }
-}
-
-impl Method for HeadMethod {
-    fn training_loss(&mut self, batch: &DaBatch, ctx: &StepCtx) -> Result<StepOutput> {
-        let pair = self.net.forward_pair(batch);
-        let cls = (pair.0).1.cross_entropy_for_logits(&batch.source_y);
-        let t = (self.transfer)(&pair, batch, ctx)?;
-        let (c, v) = (cls.double_value(&[]), t.loss.double_value(&[]));
-        let mut out = StepOutput::new(cls + t.loss * self.trade_off).with("loss/cls", c);
-        out.scalars.push((format!("loss/{}", self.name), v));
-        out.scalars.extend(t.scalars);
-        Ok(out)
+        Ok(Self::on(net, trade_off, name, transfer))
     }
 
-    fn predict(&self, x: &Tensor) -> Tensor {
-        self.net.predict(x)
-    }
-
-    fn features(&self, x: &Tensor) -> Tensor {
-        self.net.features(x)
+    /// The same on a net the caller built, e.g. to size a discriminator on `net.head.feature_dim()` (its
+    /// variables created after the head's, as they were before the method had a `HeadMethod`).
+    pub fn on(
+        net: HeadNet,
+        trade_off: f64,
+        name: &'static str,
+        mut transfer: impl FnMut(&Pair, &DaBatch, &StepCtx) -> Result<StepOutput> + Send + 'static,
+    ) -> Box<dyn Method> {
+        net.into_method(move |net, batch, ctx| {
+            let pair = net.forward_pair(batch);
+            let cls = (pair.0).1.cross_entropy_for_logits(&batch.source_y);
+            let t = transfer(&pair, batch, ctx)?;
+            let (c, v) = (cls.double_value(&[]), t.loss.double_value(&[]));
+            let mut out = StepOutput::new(cls + t.loss * trade_off).with("loss/cls", c);
+            out.scalars.push((format!("loss/{name}"), v));
+            out.scalars.extend(t.scalars);
+            Ok(out)
+        })
     }
 }

@@ -4,24 +4,23 @@
 //! dataset's preprocessing leaves them; ties go to the first source sample), by `dalab_data::knn`, the code that
 //! `dalab baseline 1nn` checks against the JDA paper's column.
 
-use dalab_classic::{ClassicFactory, ClassicInputs, Classifier, Fitted, Result, Validate};
+use dalab_classic::{Classifier, Fitted};
 use ndarray::ArrayView2;
-use serde::{Deserialize, Serialize};
 
-/// The `methods.1nn` options (none).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OneNnConfig {}
-
-impl Validate for OneNnConfig {
-    fn validate(&self) -> std::result::Result<(), String> {
-        Ok(())
-    }
+dalab_classic::method_config! {
+    /// The `methods.1nn` options (none).
+    pub struct OneNnConfig {}
 }
 
-/// The registry entry.
-#[derive(Debug)]
-pub struct OneNn;
+dalab_classic::classic_factory! {
+    /// The registry entry.
+    pub OneNn: "1nn", "no adaptation: 1-nearest-neighbour on the source features (Euclidean)";
+    fit(_cfg: &OneNnConfig, inputs) {
+        let rows = inputs.source_x.as_standard_layout().iter().copied().collect();
+        let model = Model { rows, labels: inputs.source_y.to_vec(), dim: inputs.source_x.ncols() };
+        Ok(Fitted { classifier: Box::new(model), scalars: Vec::new() })
+    }
+}
 
 struct Model {
     rows: Vec<f64>,
@@ -36,21 +35,10 @@ impl Classifier for Model {
     }
 }
 
-impl ClassicFactory for OneNn {
-    const NAME: &'static str = "1nn";
-    const SUMMARY: &'static str = "no adaptation: 1-nearest-neighbour on the source features (Euclidean)";
-    type Config = OneNnConfig;
-
-    fn fit(_cfg: &OneNnConfig, inputs: &ClassicInputs<'_>) -> Result<Fitted> {
-        let rows = inputs.source_x.as_standard_layout().iter().copied().collect();
-        let model = Model { rows, labels: inputs.source_y.to_vec(), dim: inputs.source_x.ncols() };
-        Ok(Fitted { classifier: Box::new(model), scalars: Vec::new() })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dalab_classic::{ClassicFactory, ClassicInputs};
     use ndarray::array;
 
     #[test]

@@ -9,129 +9,76 @@
 //! d_f · classes exceeds `multilinear_max_dim`, the randomized map (f R_f) ⊙ (g R_g) / √d of dimension
 //! `randomized_dim` replaces f ⊗ g (the paper: 4096 and 1024).
 
+use dalab_core::StepOutput;
 use dalab_core::schedule::LambdaSchedule;
-use dalab_core::{BuildEnv, DaBatch, FeatureExtractor, Method, MethodFactory, Result, StepCtx, StepOutput, Validate};
 use dalab_nn::losses::entropy_weights;
-use dalab_nn::{
-    ClassifierHead, Discriminator, DiscriminatorConfig, HeadConfig, RandomizedMultilinear, grad_reverse, multilinear,
-};
-use serde::{Deserialize, Serialize};
-use tch::{Tensor, nn};
+use dalab_nn::{Discriminator, DiscriminatorConfig, HeadConfig, HeadMethod, HeadNet, RandomizedMultilinear};
+use dalab_nn::{grad_reverse, multilinear};
+use tch::Tensor;
 
-/// The `methods.cdan` options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CdanConfig {
-    /// λ: the largest coefficient of the reversed domain gradient.
-    pub trade_off: f64,
-    pub lambda_schedule: LambdaSchedule,
-    /// CDAN+E: weight each example by 1 + exp(−entropy of its prediction).
-    pub entropy_conditioning: bool,
-    /// Largest d_f · classes for the exact multilinear map; above it the randomized map is used.
-    pub multilinear_max_dim: i64,
-    /// Output size of the randomized multilinear map.
-    pub randomized_dim: i64,
-    pub discriminator: DiscriminatorConfig,
-    pub head: HeadConfig,
-}
-
-impl Default for CdanConfig {
-    fn default() -> Self {
-        Self {
-            trade_off: 1.0,
-            lambda_schedule: LambdaSchedule::default(),
-            entropy_conditioning: false,
-            multilinear_max_dim: 4096,
-            randomized_dim: 1024,
-            discriminator: DiscriminatorConfig::default(),
-            head: HeadConfig::default(),
-        }
+dalab_core::method_config! {
+    /// The `methods.cdan` options.
+    pub struct CdanConfig {
+        /// λ: the largest coefficient of the reversed domain gradient.
+        trade_off: f64 = 1.0, non_negative;
+        lambda_schedule: LambdaSchedule = LambdaSchedule::default(), nested;
+        /// CDAN+E: weight each example by 1 + exp(−entropy of its prediction).
+        entropy_conditioning: bool = false;
+        /// Largest d_f · classes for the exact multilinear map; above it the randomized map is used.
+        multilinear_max_dim: i64 = 4096, at_least_one;
+        /// Output size of the randomized multilinear map.
+        randomized_dim: i64 = 1024, at_least_one;
+        discriminator: DiscriminatorConfig = DiscriminatorConfig::default(), nested;
+        head: HeadConfig = HeadConfig::default(), nested;
     }
 }
 
-impl Validate for CdanConfig {
-    fn validate(&self) -> std::result::Result<(), String> {
-        if !(self.trade_off.is_finite() && self.trade_off >= 0.0) {
-            return Err(format!("trade_off: must be a finite number >= 0, got {}", self.trade_off));
-        }
-        for (k, v) in [("multilinear_max_dim", self.multilinear_max_dim), ("randomized_dim", self.randomized_dim)] {
-            if v < 1 {
-                return Err(format!("{k}: must be >= 1, got {v}"));
-            }
-        }
-        self.lambda_schedule.validate().map_err(|e| format!("lambda_schedule.{e}"))?;
-        self.discriminator.validate().map_err(|e| format!("discriminator.{e}"))?;
-        self.head.validate().map_err(|e| format!("head.{e}"))
+/// The discriminator's input: h = f ⊗ g, or the randomized map of `f` and `g` when there is one.
+fn conditioning(map: Option<&RandomizedMultilinear>, f: &Tensor, g: &Tensor) -> Tensor {
+    match map {
+        Some(m) => m.forward(f, g),
+        None => multilinear(f, g),
     }
 }
 
-/// The registry entry.
-#[derive(Debug)]
-pub struct Cdan;
-
-struct Model {
-    backbone: Box<dyn FeatureExtractor>,
-    head: ClassifierHead,
-    map: Option<RandomizedMultilinear>,
-    discriminator: Discriminator,
-    cfg: CdanConfig,
-}
-
-impl MethodFactory for Cdan {
-    const NAME: &'static str = "cdan";
-    const SUMMARY: &'static str =
-        "conditional adversarial adaptation on features ⊗ predictions, +E option (Long et al. 2018)";
-    type Config = CdanConfig;
-
-    fn build(cfg: &CdanConfig, vs: &nn::Path, env: BuildEnv) -> Result<Box<dyn Method>> {
-        let head = ClassifierHead::new(vs, env.backbone.out_dim(), env.num_classes, &cfg.head);
-        let full = head.feature_dim() * env.num_classes;
-        let map = (full > cfg.multilinear_max_dim).then(|| {
-            RandomizedMultilinear::new(&(vs / "random_map"), head.feature_dim(), env.num_classes, cfg.randomized_dim)
-        });
+dalab_core::method_factory! {
+    /// The registry entry.
+    pub Cdan: "cdan", "conditional adversarial adaptation on features ⊗ predictions, +E option (Long et al. 2018)";
+    build(cfg: &CdanConfig, vs, env) {
+        let net = HeadNet::new(vs, env.backbone, env.num_classes, &cfg.head);
+        let (d, classes) = (net.head.feature_dim(), env.num_classes);
+        let full = d * classes;
+        let map = (full > cfg.multilinear_max_dim)
+            .then(|| RandomizedMultilinear::new(&(vs / "random_map"), d, classes, cfg.randomized_dim));
         let d_in = map.as_ref().map_or(full, |m| m.out_dim());
-        let discriminator = Discriminator::new(&(vs / "discriminator"), d_in, &cfg.discriminator);
-        Ok(Box::new(Model { backbone: env.backbone, head, map, discriminator, cfg: cfg.clone() }))
+        let disc = Discriminator::new(&(vs / "discriminator"), d_in, &cfg.discriminator);
+        let (trade_off, schedule, entropy) = (cfg.trade_off, cfg.lambda_schedule, cfg.entropy_conditioning);
+        // λ sits in the reversal layer, so the domain term enters the loss with weight 1.
+        Ok(HeadMethod::on(net, 1.0, "domain", move |((fs, ls), (ft, lt)), _, ctx| {
+            let (f, l) = (Tensor::cat(&[fs, ft], 0), Tensor::cat(&[ls, lt], 0));
+            let g = l.softmax(-1, l.kind()).detach();
+            let h = conditioning(map.as_ref(), &f, &g);
+            let lambda = trade_off * schedule.at(ctx.progress);
+            let logits = disc.forward_t(&grad_reverse(&h, lambda), true);
+            let opts = (logits.kind(), logits.device());
+            let labels = Tensor::cat(&[Tensor::ones([fs.size()[0]], opts), Tensor::zeros([ft.size()[0]], opts)], 0);
+            let weight = entropy.then(|| entropy_weights(&l));
+            let domain = logits.binary_cross_entropy_with_logits(&labels, weight.as_ref(), None, tch::Reduction::Mean);
+            Ok(StepOutput::new(domain).with("lambda", lambda))
+        }))
     }
 }
 
-impl Method for Model {
-    fn training_loss(&mut self, batch: &DaBatch, ctx: &StepCtx) -> Result<StepOutput> {
-        let ((fs, ls), (ft, lt)) = self.head.forward_pair(self.backbone.as_ref(), &batch.source_x, &batch.target_x);
-        let cls = ls.cross_entropy_for_logits(&batch.source_y);
-        let (f, l) = (Tensor::cat(&[&fs, &ft], 0), Tensor::cat(&[&ls, &lt], 0));
-        let g = l.softmax(-1, l.kind()).detach();
-        let h = match &self.map {
-            Some(m) => m.forward(&f, &g),
-            None => multilinear(&f, &g),
-        };
-        let lambda = self.cfg.trade_off * self.cfg.lambda_schedule.at(ctx.progress);
-        let logits = self.discriminator.forward_t(&grad_reverse(&h, lambda), true);
-        let (ns, nt) = (fs.size()[0], ft.size()[0]);
-        let opts = (logits.kind(), logits.device());
-        let labels = Tensor::cat(&[Tensor::ones([ns], opts), Tensor::zeros([nt], opts)], 0);
-        let weight = self.cfg.entropy_conditioning.then(|| entropy_weights(&l));
-        let domain = logits.binary_cross_entropy_with_logits(&labels, weight.as_ref(), None, tch::Reduction::Mean);
-        let (c, d) = (cls.double_value(&[]), domain.double_value(&[]));
-        Ok(StepOutput::new(cls + domain).with("loss/cls", c).with("loss/domain", d).with("lambda", lambda))
-    }
-
-    fn predict(&self, x: &Tensor) -> Tensor {
-        self.head.predict(self.backbone.as_ref(), x)
-    }
-
-    fn features(&self, x: &Tensor) -> Tensor {
-        self.head.eval_features(self.backbone.as_ref(), x)
-    }
-}
+#[cfg(test)]
+dalab_conformance::method_tests!(Cdan, CdanConfig { randomized_dim: 0, ..Default::default() }
+    => "randomized_dim: must be >= 1, got 0");
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn conformance() {
-        dalab_conformance::check::<Cdan>();
+    fn conformance_of_cdan_e_with_the_randomized_map() {
         // CDAN+E and the randomized map (16 features × 3 classes = 48 > 40).
         let cfg = CdanConfig {
             entropy_conditioning: true,
@@ -140,12 +87,6 @@ mod tests {
             ..Default::default()
         };
         dalab_conformance::check_with::<Cdan>(&cfg, 60);
-    }
-
-    #[test]
-    fn validation_names_the_key() {
-        let bad = CdanConfig { randomized_dim: 0, ..Default::default() };
-        assert_eq!(bad.validate().unwrap_err(), "randomized_dim: must be >= 1, got 0");
     }
 
     #[test]

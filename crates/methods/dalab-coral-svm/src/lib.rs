@@ -13,8 +13,8 @@
 //! nor PSD), with test entries `(x_i A)·x_t`; `form: transformed` (default) is the linear SVM on `X_S A` that the
 //! paper's text describes, i.e. `K = X_S A Aᵀ X_Sᵀ`.
 
-use dalab_classic::svm::{Kernel, SvmSettings, fit_cv, fit_cv_kernel};
-use dalab_classic::{ClassicFactory, ClassicInputs, Error, Fitted, Result, Validate};
+use dalab_classic::svm::{Kernel, SvmSettings, fit_cv, fit_cv_kernel, fitted};
+use dalab_classic::{Error, SvmKernel};
 use dalab_metrics::coral::{CoralTransform, CoralTransformSettings};
 use serde::{Deserialize, Serialize};
 
@@ -29,45 +29,29 @@ pub enum Form {
     AuthorsCode,
 }
 
-/// The `methods.coral-svm` options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CoralSvmConfig {
-    /// λ added to both covariances (the paper: 1).
-    pub lambda: f64,
-    /// `transformed` (default) or `authors-code`.
-    pub form: Form,
-    pub svm: SvmSettings,
-}
-
-impl Default for CoralSvmConfig {
-    fn default() -> Self {
-        Self { lambda: 1.0, form: Form::Transformed, svm: SvmSettings::default() }
+dalab_classic::method_config! {
+    /// The `methods.coral-svm` options.
+    pub struct CoralSvmConfig {
+        /// λ added to both covariances (the paper: 1).
+        lambda: f64 = 1.0, positive;
+        /// `transformed` (default) or `authors-code`.
+        form: Form = Form::Transformed;
+        svm: SvmSettings = SvmSettings::default(), nested;
     }
+    check: authors_code_is_linear;
 }
 
-impl Validate for CoralSvmConfig {
-    fn validate(&self) -> std::result::Result<(), String> {
-        if !(self.lambda.is_finite() && self.lambda > 0.0) {
-            return Err(format!("lambda: must be a finite number > 0, got {}", self.lambda));
-        }
-        if self.form == Form::AuthorsCode && self.svm.kernel != dalab_classic::SvmKernel::Linear {
-            return Err("form: `authors-code` is the precomputed linear form; it needs `svm.kernel: linear`".into());
-        }
-        self.svm.validate().map_err(|e| format!("svm.{e}"))
+fn authors_code_is_linear(cfg: &CoralSvmConfig) -> Result<(), String> {
+    if cfg.form == Form::AuthorsCode && cfg.svm.kernel != SvmKernel::Linear {
+        return Err("form: `authors-code` is the precomputed linear form; it needs `svm.kernel: linear`".into());
     }
+    Ok(())
 }
 
-/// The registry entry.
-#[derive(Debug)]
-pub struct CoralSvm;
-
-impl ClassicFactory for CoralSvm {
-    const NAME: &'static str = "coral-svm";
-    const SUMMARY: &'static str = "CORAL transform of the source + linear SVM, the paper's protocol (Sun et al. 2016)";
-    type Config = CoralSvmConfig;
-
-    fn fit(cfg: &CoralSvmConfig, inputs: &ClassicInputs<'_>) -> Result<Fitted> {
+dalab_classic::classic_factory! {
+    /// The registry entry.
+    pub CoralSvm: "coral-svm", "CORAL transform of the source + linear SVM, the paper's protocol (Sun et al. 2016)";
+    fit(cfg: &CoralSvmConfig, inputs) {
         let settings = CoralTransformSettings { lambda: cfg.lambda };
         let coral = CoralTransform::fit(inputs.source_x, inputs.target_x, &settings)
             .map_err(|e| Error::Invalid(format!("CORAL transform: {e}")))?;
@@ -81,13 +65,14 @@ impl ClassicFactory for CoralSvm {
                 fit_cv_kernel(inputs.source_x, inputs.source_y, &kernel, &cfg.svm, inputs.seed)?
             }
         };
-        Ok(dalab_classic::svm::fitted(svm, &table))
+        Ok(fitted(svm, &table))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dalab_classic::{ClassicFactory, ClassicInputs, Validate};
     use ndarray::{Array2, Axis, concatenate};
 
     #[test]

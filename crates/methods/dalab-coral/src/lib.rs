@@ -9,35 +9,28 @@
 //! trainer's epoch-wise shuffling, the whole data once `fit_batches · batch_size` ≥ the domain size); the transform
 //! is computed once after them (until then the classifier sees the untransformed source).
 
-use dalab_core::{BuildEnv, DaBatch, Method, MethodFactory, Result, StepCtx, StepOutput, Validate};
-use serde::{Deserialize, Serialize};
+use dalab_core::{DaBatch, Method, Result, StepCtx, StepOutput};
 use tch::{Kind, Tensor, nn, nn::Module};
 
-/// The `methods.coral` options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CoralConfig {
-    /// λ added to both covariances (the paper: 1, "C + I").
-    pub lambda: f64,
-    /// Number of first batches whose samples define the covariances.
-    pub fit_batches: usize,
-}
-
-impl Default for CoralConfig {
-    fn default() -> Self {
-        Self { lambda: 1.0, fit_batches: 32 }
+dalab_core::method_config! {
+    /// The `methods.coral` options.
+    pub struct CoralConfig {
+        /// λ added to both covariances (the paper: 1, "C + I").
+        lambda: f64 = 1.0, positive;
+        /// Number of first batches whose samples define the covariances.
+        fit_batches: usize = 32, at_least_one;
     }
 }
 
-impl Validate for CoralConfig {
-    fn validate(&self) -> std::result::Result<(), String> {
-        if !(self.lambda.is_finite() && self.lambda > 0.0) {
-            return Err(format!("lambda: must be a finite number > 0, got {}", self.lambda));
-        }
-        if self.fit_batches == 0 {
-            return Err("fit_batches: must be >= 1, got 0".into());
-        }
-        Ok(())
+dalab_core::method_factory! {
+    /// The registry entry.
+    pub Coral: "coral", "closed-form CORAL transform of the source inputs + linear classifier (Sun et al. 2016)";
+    build(cfg: &CoralConfig, vs, env) {
+        let d = env.input_shape.iter().product::<i64>();
+        let classifier = nn::linear(vs / "classifier", d, env.num_classes, Default::default());
+        let matrix = vs.add("transform", Tensor::eye(d, (Kind::Float, vs.device())), false);
+        let (source, target) = (Stats::new(vs, "source", d), Stats::new(vs, "target", d));
+        Ok(Box::new(Model { classifier, source, target, matrix, cfg: cfg.clone() }))
     }
 }
 
@@ -76,31 +69,12 @@ impl Stats {
     }
 }
 
-/// The registry entry.
-#[derive(Debug)]
-pub struct Coral;
-
 struct Model {
     classifier: nn::Linear,
     source: Stats,
     target: Stats,
     matrix: Tensor,
     cfg: CoralConfig,
-}
-
-impl MethodFactory for Coral {
-    const NAME: &'static str = "coral";
-    const SUMMARY: &'static str =
-        "closed-form CORAL transform of the source inputs + linear classifier (Sun et al. 2016)";
-    type Config = CoralConfig;
-
-    fn build(cfg: &CoralConfig, vs: &nn::Path, env: BuildEnv) -> Result<Box<dyn Method>> {
-        let d = env.input_shape.iter().product::<i64>();
-        let classifier = nn::linear(vs / "classifier", d, env.num_classes, Default::default());
-        let matrix = vs.add("transform", Tensor::eye(d, (Kind::Float, vs.device())), false);
-        let (source, target) = (Stats::new(vs, "source", d), Stats::new(vs, "target", d));
-        Ok(Box::new(Model { classifier, source, target, matrix, cfg: cfg.clone() }))
-    }
 }
 
 impl Method for Model {
@@ -132,21 +106,14 @@ impl Method for Model {
 }
 
 #[cfg(test)]
+dalab_conformance::method_tests!(Coral, CoralConfig { fit_batches: 0, ..Default::default() }
+    => "fit_batches: must be >= 1, got 0");
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use dalab_metrics::coral::{CoralTransform, CoralTransformSettings};
     use ndarray::Array2;
-
-    #[test]
-    fn conformance() {
-        dalab_conformance::check::<Coral>();
-    }
-
-    #[test]
-    fn validation_names_the_key() {
-        let bad = CoralConfig { fit_batches: 0, ..Default::default() };
-        assert_eq!(bad.validate().unwrap_err(), "fit_batches: must be >= 1, got 0");
-    }
 
     /// Cross-crate check: the transform fitted from the batches equals dalab-metrics' `CoralTransform` (pure-Rust
     /// eigensolver, faer) on the same data, to 1e-6 (the matrix is stored in f32).

@@ -6,107 +6,46 @@
 //! one) and after the logits, 5 Gaussian kernels at {1/4 … 4} × the mean squared distance, weights 1, the
 //! linear-time unbiased estimator, λ = 1. The kernel weights β are fixed (the paper's QP is not implemented).
 
-use dalab_core::{BuildEnv, DaBatch, FeatureExtractor, Method, MethodFactory, Result, StepCtx, StepOutput, Validate};
-use dalab_nn::{ClassifierHead, HeadConfig, Layer, MmdConfig, mmd2};
-use serde::{Deserialize, Serialize};
-use tch::{Tensor, nn};
+use dalab_core::StepOutput;
+use dalab_nn::{HeadConfig, HeadMethod, Layer, MmdConfig, mmd2};
 
-/// The `methods.dan` options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DanConfig {
-    /// λ: weight of the MMD terms (one per layer, summed).
-    pub trade_off: f64,
-    /// The layers whose MMD is penalised.
-    pub layers: Vec<Layer>,
-    /// Kernel family, bandwidth policy and estimator.
-    pub mmd: MmdConfig,
-    pub head: HeadConfig,
-}
-
-impl Default for DanConfig {
-    fn default() -> Self {
-        Self {
-            trade_off: 1.0,
-            layers: vec![Layer::Features, Layer::Logits],
-            mmd: MmdConfig::default(),
-            head: HeadConfig::default(),
-        }
+dalab_core::method_config! {
+    /// The `methods.dan` options.
+    pub struct DanConfig {
+        /// λ: weight of the MMD terms (one per layer, summed).
+        trade_off: f64 = 1.0, non_negative;
+        /// The layers whose MMD is penalised (`features`, `logits`, `softmax`).
+        layers: Vec<Layer> = vec![Layer::Features, Layer::Logits], non_empty;
+        /// Kernel family, bandwidth policy and estimator.
+        mmd: MmdConfig = MmdConfig::default(), nested;
+        head: HeadConfig = HeadConfig::default(), nested;
     }
 }
 
-impl Validate for DanConfig {
-    fn validate(&self) -> std::result::Result<(), String> {
-        if !(self.trade_off.is_finite() && self.trade_off >= 0.0) {
-            return Err(format!("trade_off: must be a finite number >= 0, got {}", self.trade_off));
-        }
-        if self.layers.is_empty() {
-            return Err("layers: must name at least one layer (features, logits, softmax)".into());
-        }
-        self.mmd.validate().map_err(|e| format!("mmd.{e}"))?;
-        self.head.validate().map_err(|e| format!("head.{e}"))
-    }
-}
-
-/// The registry entry.
-#[derive(Debug)]
-pub struct Dan;
-
-struct Model {
-    backbone: Box<dyn FeatureExtractor>,
-    head: ClassifierHead,
-    cfg: DanConfig,
-}
-
-impl MethodFactory for Dan {
-    const NAME: &'static str = "dan";
-    const SUMMARY: &'static str = "multi-kernel MMD on the features and logits (Long et al. 2015)";
-    type Config = DanConfig;
-
-    fn build(cfg: &DanConfig, vs: &nn::Path, env: BuildEnv) -> Result<Box<dyn Method>> {
-        let head = ClassifierHead::new(vs, env.backbone.out_dim(), env.num_classes, &cfg.head);
-        Ok(Box::new(Model { backbone: env.backbone, head, cfg: cfg.clone() }))
-    }
-}
-
-impl Method for Model {
-    fn training_loss(&mut self, batch: &DaBatch, _ctx: &StepCtx) -> Result<StepOutput> {
-        let ((fs, ls), (ft, lt)) = self.head.forward_pair(self.backbone.as_ref(), &batch.source_x, &batch.target_x);
-        let cls = ls.cross_entropy_for_logits(&batch.source_y);
-        let transfer = self
-            .cfg
-            .layers
-            .iter()
-            .map(|l| mmd2(&l.pick(&fs, &ls), &l.pick(&ft, &lt), &self.cfg.mmd))
-            .reduce(|a, b| a + b)
-            .expect("validated: at least one layer");
-        let (c, t) = (cls.double_value(&[]), transfer.double_value(&[]));
-        Ok(StepOutput::new(cls + transfer * self.cfg.trade_off).with("loss/cls", c).with("loss/mmd", t))
-    }
-
-    fn predict(&self, x: &Tensor) -> Tensor {
-        self.head.predict(self.backbone.as_ref(), x)
-    }
-
-    fn features(&self, x: &Tensor) -> Tensor {
-        self.head.eval_features(self.backbone.as_ref(), x)
+dalab_core::method_factory! {
+    /// The registry entry.
+    pub Dan: "dan", "multi-kernel MMD on the features and logits (Long et al. 2015)";
+    build(cfg: &DanConfig, vs, env) {
+        let (layers, mmd) = (cfg.layers.clone(), cfg.mmd.clone());
+        HeadMethod::boxed(vs, env, &cfg.head, cfg.trade_off, "mmd", move |((fs, ls), (ft, lt)), _, _| {
+            let terms = layers.iter().map(|l| mmd2(&l.pick(fs, ls), &l.pick(ft, lt), &mmd));
+            Ok(StepOutput::new(terms.reduce(|a, b| a + b).expect("validated: at least one layer")))
+        })
     }
 }
 
 #[cfg(test)]
+dalab_conformance::method_tests!(Dan, DanConfig { layers: vec![], ..Default::default() }
+    => "layers: must not be empty");
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use dalab_core::{DaBatch, Validate};
     use dalab_nn::Estimator;
 
     #[test]
-    fn conformance() {
-        dalab_conformance::check::<Dan>();
-    }
-
-    #[test]
-    fn validation_names_the_key() {
-        let bad = DanConfig { layers: vec![], ..Default::default() };
-        assert!(bad.validate().unwrap_err().starts_with("layers:"));
+    fn validation_names_the_nested_key() {
         let mut bad = DanConfig::default();
         bad.mmd.kernel.multipliers[2] = 0.0;
         assert_eq!(bad.validate().unwrap_err(), "mmd.kernel.multipliers[2]: must be a finite number > 0, got 0");

@@ -8,108 +8,51 @@
 //! The discriminator is updated with coefficient 1 and the backbone with −λ, as in the paper (§5.2.2);
 //! λ_p follows `lambda_schedule` (the paper's 2/(1+exp(−10p)) − 1 by default).
 
+use dalab_core::StepOutput;
 use dalab_core::schedule::LambdaSchedule;
-use dalab_core::{BuildEnv, DaBatch, FeatureExtractor, Method, MethodFactory, Result, StepCtx, StepOutput, Validate};
-use dalab_nn::{Discriminator, DiscriminatorConfig, grad_reverse};
-use serde::{Deserialize, Serialize};
-use tch::{Tensor, nn, nn::Module};
+use dalab_nn::{Discriminator, DiscriminatorConfig, HeadConfig, HeadMethod, HeadNet, grad_reverse};
 
-/// The `methods.dann` options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DannConfig {
-    /// λ: the largest coefficient of the reversed domain gradient into the backbone (the JMLR toy uses 6).
-    pub trade_off: f64,
-    /// How λ_p ramps up over training (multiplies `trade_off`).
-    pub lambda_schedule: LambdaSchedule,
-    /// The domain discriminator (1024-1024 with dropout 0.5 as in the paper's deep models).
-    pub discriminator: DiscriminatorConfig,
-}
-
-impl Default for DannConfig {
-    fn default() -> Self {
-        Self {
-            trade_off: 1.0,
-            lambda_schedule: LambdaSchedule::default(),
-            discriminator: DiscriminatorConfig::default(),
-        }
+dalab_core::method_config! {
+    /// The `methods.dann` options.
+    pub struct DannConfig {
+        /// λ: the largest coefficient of the reversed domain gradient into the backbone (the JMLR toy uses 6).
+        trade_off: f64 = 1.0, non_negative;
+        /// How λ_p ramps up over training (multiplies `trade_off`).
+        lambda_schedule: LambdaSchedule = LambdaSchedule::default(), nested;
+        /// The domain discriminator (1024-1024 with dropout 0.5 as in the paper's deep models).
+        discriminator: DiscriminatorConfig = DiscriminatorConfig::default(), nested;
     }
 }
 
-impl Validate for DannConfig {
-    fn validate(&self) -> std::result::Result<(), String> {
-        if !(self.trade_off.is_finite() && self.trade_off >= 0.0) {
-            return Err(format!("trade_off: must be a finite number >= 0, got {}", self.trade_off));
-        }
-        self.lambda_schedule.validate().map_err(|e| format!("lambda_schedule.{e}"))?;
-        self.discriminator.validate().map_err(|e| format!("discriminator.{e}"))
-    }
-}
-
-/// The registry entry.
-#[derive(Debug)]
-pub struct Dann;
-
-struct Model {
-    backbone: Box<dyn FeatureExtractor>,
-    classifier: nn::Linear,
-    discriminator: Discriminator,
-    cfg: DannConfig,
-}
-
-impl MethodFactory for Dann {
-    const NAME: &'static str = "dann";
-    const SUMMARY: &'static str = "domain-adversarial training with gradient reversal (Ganin et al. 2016)";
-    type Config = DannConfig;
-
-    fn build(cfg: &DannConfig, vs: &nn::Path, env: BuildEnv) -> Result<Box<dyn Method>> {
-        let d = env.backbone.out_dim();
-        let classifier = nn::linear(vs / "classifier", d, env.num_classes, Default::default());
-        let discriminator = Discriminator::new(&(vs / "discriminator"), d, &cfg.discriminator);
-        Ok(Box::new(Model { backbone: env.backbone, classifier, discriminator, cfg: cfg.clone() }))
-    }
-}
-
-impl Method for Model {
-    fn training_loss(&mut self, batch: &DaBatch, ctx: &StepCtx) -> Result<StepOutput> {
-        // One backbone pass over source and target together (~30% faster than two on small networks).
-        let ns = batch.source_x.size()[0];
-        let f = self.backbone.forward_t(&Tensor::cat(&[&batch.source_x, &batch.target_x], 0), true);
-        let (fs, ft) = (f.narrow(0, 0, ns), f.narrow(0, ns, f.size()[0] - ns));
-        let cls = self.classifier.forward(&fs).cross_entropy_for_logits(&batch.source_y);
-        let lambda = self.cfg.trade_off * self.cfg.lambda_schedule.at(ctx.progress);
-        let (domain, domain_acc) =
-            self.discriminator.domain_loss(&grad_reverse(&fs, lambda), &grad_reverse(&ft, lambda));
-        let (c, d) = (cls.double_value(&[]), domain.double_value(&[]));
-        Ok(StepOutput::new(cls + domain)
-            .with("loss/cls", c)
-            .with("loss/domain", d)
-            .with("lambda", lambda)
-            .with("domain_acc", domain_acc))
-    }
-
-    fn predict(&self, x: &Tensor) -> Tensor {
-        self.classifier.forward(&self.backbone.forward_t(x, false))
-    }
-
-    fn features(&self, x: &Tensor) -> Tensor {
-        self.backbone.forward_t(x, false)
+dalab_core::method_factory! {
+    /// The registry entry.
+    pub Dann: "dann", "domain-adversarial training with gradient reversal (Ganin et al. 2016)";
+    build(cfg: &DannConfig, vs, env) {
+        // The classifier is a plain linear layer: the head's default (`vs/classifier`), no `head` option.
+        let net = HeadNet::new(vs, env.backbone, env.num_classes, &HeadConfig::default());
+        let disc = Discriminator::new(&(vs / "discriminator"), net.head.feature_dim(), &cfg.discriminator);
+        let (trade_off, schedule) = (cfg.trade_off, cfg.lambda_schedule);
+        // λ sits in the reversal layer, so the domain term enters the loss with weight 1.
+        Ok(HeadMethod::on(net, 1.0, "domain", move |((fs, _), (ft, _)), _, ctx| {
+            let lambda = trade_off * schedule.at(ctx.progress);
+            let (domain, acc) = disc.domain_loss(&grad_reverse(fs, lambda), &grad_reverse(ft, lambda));
+            Ok(StepOutput::new(domain).with("lambda", lambda).with("domain_acc", acc))
+        }))
     }
 }
 
 #[cfg(test)]
+dalab_conformance::method_tests!(Dann, DannConfig { trade_off: -1.0, ..Default::default() }
+    => "trade_off: must be a finite number >= 0, got -1");
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use dalab_core::Validate;
+    use tch::{Tensor, nn};
 
     #[test]
-    fn conformance() {
-        dalab_conformance::check::<Dann>();
-    }
-
-    #[test]
-    fn validation_names_the_key() {
-        let bad = DannConfig { trade_off: -1.0, ..Default::default() };
-        assert_eq!(bad.validate().unwrap_err(), "trade_off: must be a finite number >= 0, got -1");
+    fn validation_names_the_nested_key() {
         let bad = DannConfig { lambda_schedule: LambdaSchedule::Dann { gamma: 0.0 }, ..Default::default() };
         assert!(bad.validate().unwrap_err().starts_with("lambda_schedule.gamma:"));
     }

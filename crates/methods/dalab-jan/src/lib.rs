@@ -5,10 +5,10 @@
 //! as in TLlib's JAN). Default estimator: the unbiased quadratic one (TLlib's default; `linear` gives the JAN
 //! paper's linear-time version).
 
-use dalab_core::{BuildEnv, DaBatch, FeatureExtractor, Method, MethodFactory, Result, StepCtx, StepOutput, Validate};
-use dalab_nn::{ClassifierHead, Estimator, HeadConfig, KernelConfig, Layer, jmmd2};
+use dalab_core::{StepOutput, Validate};
+use dalab_nn::{Estimator, HeadConfig, HeadMethod, KernelConfig, Layer, jmmd2};
 use serde::{Deserialize, Serialize};
-use tch::{Tensor, nn};
+use tch::Tensor;
 
 /// One layer of the joint kernel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,106 +19,54 @@ pub struct JointLayer {
     pub kernel: KernelConfig,
 }
 
-/// The `methods.jan` options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JanConfig {
-    /// λ: weight of the JMMD.
-    pub trade_off: f64,
-    /// The layers of the joint distribution and their kernels (the joint kernel is their product).
-    pub layers: Vec<JointLayer>,
-    pub estimator: Estimator,
-    pub head: HeadConfig,
-}
-
-impl Default for JanConfig {
-    fn default() -> Self {
-        Self {
-            trade_off: 1.0,
-            layers: vec![
-                JointLayer { layer: Layer::Features, kernel: KernelConfig::default() },
-                JointLayer { layer: Layer::Softmax, kernel: KernelConfig::fixed(0.92 * 0.92) },
-            ],
-            estimator: Estimator::Unbiased,
-            head: HeadConfig::default(),
-        }
+impl Validate for JointLayer {
+    fn validate(&self) -> Result<(), String> {
+        dalab_core::checks::nested("kernel", &self.kernel)
     }
 }
 
-impl Validate for JanConfig {
-    fn validate(&self) -> std::result::Result<(), String> {
-        if !(self.trade_off.is_finite() && self.trade_off >= 0.0) {
-            return Err(format!("trade_off: must be a finite number >= 0, got {}", self.trade_off));
-        }
-        if self.layers.is_empty() {
-            return Err("layers: must name at least one layer".into());
-        }
-        for (i, l) in self.layers.iter().enumerate() {
-            l.kernel.validate().map_err(|e| format!("layers[{i}].kernel.{e}"))?;
-        }
-        self.head.validate().map_err(|e| format!("head.{e}"))
+dalab_core::method_config! {
+    /// The `methods.jan` options.
+    pub struct JanConfig {
+        /// λ: weight of the JMMD.
+        trade_off: f64 = 1.0, non_negative;
+        /// The layers of the joint distribution and their kernels (the joint kernel is their product).
+        layers: Vec<JointLayer> = vec![
+            JointLayer { layer: Layer::Features, kernel: KernelConfig::default() },
+            JointLayer { layer: Layer::Softmax, kernel: KernelConfig::fixed(0.92 * 0.92) },
+        ], non_empty, each;
+        estimator: Estimator = Estimator::Unbiased;
+        head: HeadConfig = HeadConfig::default(), nested;
     }
 }
 
-/// The registry entry.
-#[derive(Debug)]
-pub struct Jan;
-
-struct Model {
-    backbone: Box<dyn FeatureExtractor>,
-    head: ClassifierHead,
-    kernels: Vec<KernelConfig>,
-    cfg: JanConfig,
-}
-
-impl MethodFactory for Jan {
-    const NAME: &'static str = "jan";
-    const SUMMARY: &'static str = "joint MMD over features and predictions (Long et al. 2017)";
-    type Config = JanConfig;
-
-    fn build(cfg: &JanConfig, vs: &nn::Path, env: BuildEnv) -> Result<Box<dyn Method>> {
-        let head = ClassifierHead::new(vs, env.backbone.out_dim(), env.num_classes, &cfg.head);
-        let kernels = cfg.layers.iter().map(|l| l.kernel.clone()).collect();
-        Ok(Box::new(Model { backbone: env.backbone, head, kernels, cfg: cfg.clone() }))
-    }
-}
-
-impl Method for Model {
-    fn training_loss(&mut self, batch: &DaBatch, _ctx: &StepCtx) -> Result<StepOutput> {
-        let ((fs, ls), (ft, lt)) = self.head.forward_pair(self.backbone.as_ref(), &batch.source_x, &batch.target_x);
-        let cls = ls.cross_entropy_for_logits(&batch.source_y);
-        let s: Vec<Tensor> = self.cfg.layers.iter().map(|l| l.layer.pick(&fs, &ls)).collect();
-        let t: Vec<Tensor> = self.cfg.layers.iter().map(|l| l.layer.pick(&ft, &lt)).collect();
-        let jmmd =
-            jmmd2(&s.iter().collect::<Vec<_>>(), &t.iter().collect::<Vec<_>>(), &self.kernels, self.cfg.estimator);
-        let (c, j) = (cls.double_value(&[]), jmmd.double_value(&[]));
-        Ok(StepOutput::new(cls + jmmd * self.cfg.trade_off).with("loss/cls", c).with("loss/jmmd", j))
-    }
-
-    fn predict(&self, x: &Tensor) -> Tensor {
-        self.head.predict(self.backbone.as_ref(), x)
-    }
-
-    fn features(&self, x: &Tensor) -> Tensor {
-        self.head.eval_features(self.backbone.as_ref(), x)
+dalab_core::method_factory! {
+    /// The registry entry.
+    pub Jan: "jan", "joint MMD over features and predictions (Long et al. 2017)";
+    build(cfg: &JanConfig, vs, env) {
+        let layers: Vec<Layer> = cfg.layers.iter().map(|l| l.layer).collect();
+        let kernels: Vec<KernelConfig> = cfg.layers.iter().map(|l| l.kernel.clone()).collect();
+        let estimator = cfg.estimator;
+        HeadMethod::boxed(vs, env, &cfg.head, cfg.trade_off, "jmmd", move |((fs, ls), (ft, lt)), _, _| {
+            let s: Vec<Tensor> = layers.iter().map(|l| l.pick(fs, ls)).collect();
+            let t: Vec<Tensor> = layers.iter().map(|l| l.pick(ft, lt)).collect();
+            let jmmd = jmmd2(&s.iter().collect::<Vec<_>>(), &t.iter().collect::<Vec<_>>(), &kernels, estimator);
+            Ok(StepOutput::new(jmmd))
+        })
     }
 }
 
 #[cfg(test)]
+dalab_conformance::method_tests!(Jan, {
+    let mut bad = JanConfig::default();
+    bad.layers[1].kernel.weights = vec![-1.0];
+    bad
+} => "layers[1].kernel.weights[0]: must be a finite number >= 0, got -1");
+
+#[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn conformance() {
-        dalab_conformance::check::<Jan>();
-    }
-
-    #[test]
-    fn validation_names_the_key() {
-        let mut bad = JanConfig::default();
-        bad.layers[1].kernel.weights = vec![-1.0];
-        assert_eq!(bad.validate().unwrap_err(), "layers[1].kernel.weights[0]: must be a finite number >= 0, got -1");
-    }
+    use dalab_core::DaBatch;
 
     #[test]
     fn joint_kernel_is_the_product_of_layer_kernels() {

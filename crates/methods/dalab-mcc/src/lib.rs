@@ -7,38 +7,30 @@
 //!
 //! Defaults: T = 2.5 and λ = 1 (TLlib's defaults).
 
-use dalab_core::{BuildEnv, DaBatch, FeatureExtractor, Method, MethodFactory, Result, StepCtx, StepOutput, Validate};
+use dalab_core::StepOutput;
 use dalab_nn::losses::entropy_weights;
-use dalab_nn::{ClassifierHead, HeadConfig};
-use serde::{Deserialize, Serialize};
-use tch::{Tensor, nn};
+use dalab_nn::{HeadConfig, HeadMethod};
+use tch::Tensor;
 
-/// The `methods.mcc` options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MccConfig {
-    /// λ: weight of the class-confusion loss.
-    pub trade_off: f64,
-    /// Temperature T of the target softmax.
-    pub temperature: f64,
-    pub head: HeadConfig,
-}
-
-impl Default for MccConfig {
-    fn default() -> Self {
-        Self { trade_off: 1.0, temperature: 2.5, head: HeadConfig::default() }
+dalab_core::method_config! {
+    /// The `methods.mcc` options.
+    pub struct MccConfig {
+        /// λ: weight of the class-confusion loss.
+        trade_off: f64 = 1.0, non_negative;
+        /// Temperature T of the target softmax.
+        temperature: f64 = 2.5, positive;
+        head: HeadConfig = HeadConfig::default(), nested;
     }
 }
 
-impl Validate for MccConfig {
-    fn validate(&self) -> std::result::Result<(), String> {
-        if !(self.trade_off.is_finite() && self.trade_off >= 0.0) {
-            return Err(format!("trade_off: must be a finite number >= 0, got {}", self.trade_off));
-        }
-        if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return Err(format!("temperature: must be a finite number > 0, got {}", self.temperature));
-        }
-        self.head.validate().map_err(|e| format!("head.{e}"))
+dalab_core::method_factory! {
+    /// The registry entry.
+    pub Mcc: "mcc", "minimum class confusion on target predictions (Jin et al. 2020)";
+    build(cfg: &MccConfig, vs, env) {
+        let t = cfg.temperature;
+        HeadMethod::boxed(vs, env, &cfg.head, cfg.trade_off, "mcc", move |(_, (_, lt)), _, _| {
+            Ok(StepOutput::new(class_confusion(lt, t)))
+        })
     }
 }
 
@@ -53,59 +45,13 @@ pub fn class_confusion(logits: &Tensor, t: f64) -> Tensor {
     (c.sum(c.kind()) - c.trace()) / k
 }
 
-/// The registry entry.
-#[derive(Debug)]
-pub struct Mcc;
-
-struct Model {
-    backbone: Box<dyn FeatureExtractor>,
-    head: ClassifierHead,
-    cfg: MccConfig,
-}
-
-impl MethodFactory for Mcc {
-    const NAME: &'static str = "mcc";
-    const SUMMARY: &'static str = "minimum class confusion on target predictions (Jin et al. 2020)";
-    type Config = MccConfig;
-
-    fn build(cfg: &MccConfig, vs: &nn::Path, env: BuildEnv) -> Result<Box<dyn Method>> {
-        let head = ClassifierHead::new(vs, env.backbone.out_dim(), env.num_classes, &cfg.head);
-        Ok(Box::new(Model { backbone: env.backbone, head, cfg: cfg.clone() }))
-    }
-}
-
-impl Method for Model {
-    fn training_loss(&mut self, batch: &DaBatch, _ctx: &StepCtx) -> Result<StepOutput> {
-        let ((_, ls), (_, lt)) = self.head.forward_pair(self.backbone.as_ref(), &batch.source_x, &batch.target_x);
-        let cls = ls.cross_entropy_for_logits(&batch.source_y);
-        let mcc = class_confusion(&lt, self.cfg.temperature);
-        let (c, m) = (cls.double_value(&[]), mcc.double_value(&[]));
-        Ok(StepOutput::new(cls + mcc * self.cfg.trade_off).with("loss/cls", c).with("loss/mcc", m))
-    }
-
-    fn predict(&self, x: &Tensor) -> Tensor {
-        self.head.predict(self.backbone.as_ref(), x)
-    }
-
-    fn features(&self, x: &Tensor) -> Tensor {
-        self.head.eval_features(self.backbone.as_ref(), x)
-    }
-}
+#[cfg(test)]
+dalab_conformance::method_tests!(Mcc, MccConfig { temperature: 0.0, ..Default::default() }
+    => "temperature: must be a finite number > 0, got 0");
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn conformance() {
-        dalab_conformance::check::<Mcc>();
-    }
-
-    #[test]
-    fn validation_names_the_key() {
-        let bad = MccConfig { temperature: 0.0, ..Default::default() };
-        assert_eq!(bad.validate().unwrap_err(), "temperature: must be a finite number > 0, got 0");
-    }
 
     #[test]
     fn class_confusion_reference_values() {

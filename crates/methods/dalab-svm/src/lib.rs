@@ -3,20 +3,13 @@
 //! A one-vs-one linear SVM (libsvm's C-SVC) is trained on the source features as they are, C chosen by
 //! stratified cross-validation on the source ([`dalab_classic::svm`]), and applied to the target.
 
-use dalab_classic::svm::{SvmSettings, fit_cv};
-use dalab_classic::{ClassicFactory, ClassicInputs, Fitted, Result};
+use dalab_classic::svm::{SvmSettings, fit_cv, fitted};
 
-/// The registry entry; its options are the SVM's (`c_grid`, `folds`, `tolerance`).
-#[derive(Debug)]
-pub struct Svm;
-
-impl ClassicFactory for Svm {
-    const NAME: &'static str = "svm";
-    const SUMMARY: &'static str = "no adaptation: linear SVM on the source features, C by source cross-validation";
-    type Config = SvmSettings;
-
-    fn fit(cfg: &SvmSettings, inputs: &ClassicInputs<'_>) -> Result<Fitted> {
+dalab_classic::classic_factory! {
+    /// The registry entry; its options are the SVM's (`c_grid`, `folds`, `tolerance`).
+    pub Svm: "svm", "no adaptation: linear SVM on the source features, C by source cross-validation";
+    fit(cfg: &SvmSettings, inputs) {
         let (svm, table) = fit_cv(inputs.source_x, inputs.source_y, cfg, inputs.seed)?;
-        Ok(dalab_classic::svm::fitted(svm, &table))
+        Ok(fitted(svm, &table))
     }
 }
