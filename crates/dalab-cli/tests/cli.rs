@@ -197,6 +197,53 @@ fn bad_experiment_files_fail_with_one_line_naming_the_key() {
     let (code, err) = run_bad("name: t\ntasks: [moons→moons-rotated\n");
     assert_eq!(code, 2);
     assert!(err.contains("exp.yaml:"), "syntax errors carry a position: {err}");
+    // Settings and parameter groups are checked against the methods before anything runs.
+    for (yaml, needle) in [
+        (
+            format!("{GOOD}setting: {{semi_supervised: {{labels_per_class: 3}}}}\n"),
+            "setting: method `dann` does not run in the `semi_supervised` setting (it supports: unsupervised)",
+        ),
+        (
+            format!("{GOOD}setting: {{semi_supervised: {{labels_per_class: 0}}}}\n"),
+            "setting.semi_supervised.labels_per_class: must be >= 1, got 0",
+        ),
+        (
+            GOOD.replace("  lr: 0.01", "  lr: 0.01\n  groups: {critic: {lr: 0.1}}"),
+            "optim.groups.critic: no method of this experiment has a parameter group `critic` (dann: all)",
+        ),
+    ] {
+        let (code, err) = run_bad(&yaml);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(needle) && err.trim_end().lines().count() == 1, "{err}");
+    }
+}
+
+/// `setting: semi_supervised`: k labelled target samples per class reach the method (source-only's S+T loss),
+/// are recorded in result.json and are left out of the target score.
+#[test]
+fn semi_supervised_labels_are_recorded_and_not_scored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = "name: ssda
+dataset: {name: moons}
+tasks: [moons→moons-rotated]
+methods: {source-only: {}}
+model: {backbone: {kind: mlp, hidden: [15], activation: sigmoid}}
+optim: {lr: 0.05}
+schedule: {kind: constant}
+train: {iterations: 200, batch_size: 32, eval_interval: 100, threads: 1}
+setting: {semi_supervised: {labels_per_class: 3}}
+";
+    std::fs::write(tmp.path().join("ssda.yaml"), yaml).unwrap();
+    let out = dalab(&["run", "ssda.yaml", "--runs-dir", "runs"], tmp.path());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let d = trial_dirs(&tmp.path().join("runs/ssda")).remove(0);
+    let r = read_json(&d.join("result.json"));
+    let labelled: Vec<u64> = r["labelled_target"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(labelled.len(), 6, "3 per class, 2 classes: {labelled:?}");
+    // Scored on the 294 unlabelled targets: the accuracy is a multiple of 1/294.
+    let acc = r["last"]["target"].as_f64().unwrap();
+    assert!((acc * 294.0 - (acc * 294.0).round()).abs() < 1e-9, "{acc} is not k/294");
+    assert!(std::fs::read_to_string(d.join("config.yaml")).unwrap().contains("labels_per_class: 3"));
 }
 
 #[test]
