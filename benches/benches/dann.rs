@@ -18,6 +18,7 @@
 //! format: `workload=amazon threads=1 half_batch=64 iters_per_s=...`.
 //!
 //!   cargo bench -p dalab-benches --bench dann -- [--threads N] [--iters N] [--repeats N] [--workload W]
+//!                                                 [--optimizer dalab|tch]
 
 use dalab_core::schedule::LambdaSchedule;
 use dalab_core::{BuildEnv, DaBatch, FeatureExtractor, Method, MethodFactory, StepCtx, StepOutput};
@@ -27,7 +28,7 @@ use dalab_nn::{
     grad_reverse,
 };
 use std::time::Instant;
-use tch::nn;
+use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 const HALF: i64 = 64;
@@ -116,17 +117,36 @@ fn build(workload: &str, vs: &nn::VarStore) -> (Box<dyn Method>, DaBatch) {
     }
 }
 
-fn bench(workload: &str, iters: usize, repeats: usize) -> f64 {
+/// Which optimizer steps the model: the trainer's own (`dalab`: `dalab_train::Stepper`, what `dalab run` uses) or
+/// tch's C++ `nn::Sgd` (`tch`: what the trainer used before its optimizers became checkpointable), for an A/B of the
+/// optimizer change in one binary.
+#[derive(Clone, Copy, PartialEq)]
+enum Opt {
+    Dalab,
+    Tch,
+}
+
+fn bench(workload: &str, iters: usize, repeats: usize, which: Opt) -> f64 {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let (mut m, b) = build(workload, &vs);
-    // The trainer's own optimizer step (dalab-train's Stepper: SGD, lr 0.01, momentum 0.9 by default).
+    // SGD, lr 0.01, momentum 0.9 either way.
     let mut stepper =
         dalab_train::Stepper::new(&vs, m.as_ref(), &dalab_train::TrainSettings::default(), "bench").unwrap();
+    let mut sgd = nn::Sgd { momentum: 0.9, ..Default::default() }.build(&vs, 0.01).unwrap();
     let stage = dalab_core::Stage::main();
     let mut step = |it: usize, total: usize| {
         let ctx = StepCtx::at(it, total, Device::Cpu);
-        stepper.iterate(m.as_mut(), &stage, dalab_core::StageBatch::Both(&b), None, &ctx, 1.0).unwrap();
+        match which {
+            Opt::Dalab => {
+                stepper.iterate(m.as_mut(), &stage, dalab_core::StageBatch::Both(&b), None, &ctx, 1.0).unwrap();
+            }
+            Opt::Tch => {
+                let out = m.training_loss(&b, &ctx).unwrap();
+                let _ = out.loss.double_value(&[]); // the trainer's NaN check, as before
+                sgd.backward_step(&out.loss);
+            }
+        }
     };
     for i in 0..(iters / 10).max(10) {
         step(i, iters);
@@ -151,10 +171,16 @@ fn main() {
     let iters: usize = arg("--iters", "300").parse().unwrap();
     let repeats: usize = arg("--repeats", "5").parse().unwrap();
     let workload = arg("--workload", "all");
+    let which = match arg("--optimizer", "dalab").as_str() {
+        "dalab" => Opt::Dalab,
+        "tch" => Opt::Tch,
+        other => panic!("--optimizer: `dalab` or `tch`, got {other}"),
+    };
     tch::set_num_threads(threads);
     let all = ["amazon", "amazon-cat", "amazon-sparse", "digits"];
     for w in all.iter().filter(|w| workload == "all" || workload == **w) {
-        let r = bench(w, iters, repeats);
-        println!("workload={w} threads={} half_batch={HALF} iters_per_s={r:.1}", tch::get_num_threads());
+        let r = bench(w, iters, repeats, which);
+        let o = if which == Opt::Dalab { "dalab" } else { "tch" };
+        println!("workload={w} threads={} half_batch={HALF} optimizer={o} iters_per_s={r:.1}", tch::get_num_threads());
     }
 }

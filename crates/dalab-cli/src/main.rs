@@ -112,7 +112,27 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
+    // A closed stdout (`dalab run EXP.yaml --dry-run | head -1`) ends dalab quietly, as it ends `seq`, `grep`
+    // or `cat`: the shell reports the status of `head`. Rust starts every program with SIGPIPE ignored, so a
+    // write to a closed pipe is an EPIPE error instead, and `println!` panics on it ("failed printing to
+    // stdout: Broken pipe", exit 101, a backtrace hint). Handling EPIPE at each of the printing sites instead
+    // would be a rule every new `println!` must remember; the default action holds for all of them.
+    // Nothing is lost when the runner itself dies this way: results are written atomically and a rerun resumes
+    // (as after `kill -9`), and its trial children die with it (PR_SET_PDEATHSIG). Its one write into a pipe,
+    // the trial JSON to a child's stdin, is small (far below a pipe's buffer) and made while the child is still
+    // loading, before it could close that pipe. The trial child keeps SIGPIPE ignored (below): its progress
+    // lines go to the runner, and a failed write there is ignored, never a reason to die mid-checkpoint.
+    // SAFETY: signal() with SIG_DFL installs no handler; it runs before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Trial { .. }) {
+        // SAFETY: as above; SIG_IGN is the disposition Rust's runtime starts with.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(e)) => {

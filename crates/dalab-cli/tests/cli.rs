@@ -1007,3 +1007,166 @@ print(json.dumps(p.tolist()))
         }
     }
 }
+
+/// `optim.groups.<g>` reaches only the trials of methods that have group `g`: the others keep their ids.
+#[test]
+fn group_optimizers_do_not_change_other_methods_trials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = "name: g\ntasks: [moons→moons-rotated]\nmethods: {source-only: {}, adda: {}}\noptim: {lr: 0.01}\n";
+    let with = base.replace("optim: {lr: 0.01}", "optim: {lr: 0.01, groups: {discriminator: {lr: 0.0002}}}");
+    let ids = |yaml: &str| {
+        std::fs::write(tmp.path().join("g.yaml"), yaml).unwrap();
+        let out = dalab(&["run", "g.yaml", "--dry-run"], tmp.path());
+        assert!(out.status.success(), "{:?}", text(&out));
+        text(&out).0.lines().skip(1).map(|l| l.split_whitespace().next().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let (a, b) = (ids(base), ids(&with));
+    assert_eq!(a[0], b[0], "source-only's trial is unchanged");
+    assert!(a[0].starts_with("source-only") && b[1].starts_with("adda"));
+    assert_ne!(a[1], b[1], "adda's trial has the group optimizer");
+}
+
+/// A row of `bad_configs/expected.tsv`.
+struct Case {
+    file: String,
+    fragment: String,
+    /// `line:col`, or empty where the error has no position (checks after parsing).
+    pos: String,
+}
+
+/// The corpus of malformed experiment files (`crates/dalab-runner/tests/bad_configs/`, table `expected.tsv`):
+/// each one is refused by `dalab run` with exit code 2 and one line naming the key path (and `file:line:col`
+/// where the parser gives a position), without a panic and before anything is written under the runs directory.
+#[test]
+fn bad_config_corpus_fails_with_one_line_naming_the_key() {
+    let dir = repo().join("crates/dalab-runner/tests/bad_configs");
+    let table = std::fs::read_to_string(dir.join("expected.tsv")).unwrap();
+    let cases: Vec<Case> = table
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert!(f.len() == 3 && !f[1].is_empty(), "expected.tsv: `file<TAB>fragment<TAB>line:col`, got {l:?}");
+            Case { file: f[0].to_string(), fragment: f[1].to_string(), pos: f[2].to_string() }
+        })
+        .collect();
+    assert!(cases.len() >= 40, "the corpus has {} files", cases.len());
+    // Every experiment file of the folder is in the table (bases of `extends` are `*.base.yml`).
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".yaml") {
+            assert!(cases.iter().any(|c| c.file == name), "{name} is not in expected.tsv");
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let check = |(i, Case { file, fragment, pos }): (usize, &Case)| -> Option<String> {
+        let runs = tmp.path().join(format!("runs{i}"));
+        let out = dalab(&["run", file, "--runs-dir", runs.to_str().unwrap()], &dir);
+        let (so, se) = text(&out);
+        let fail = |why: &str| Some(format!("{file}: {why}\n  stdout: {so}\n  stderr: {se}"));
+        if se.contains("panicked") || se.contains("RUST_BACKTRACE") {
+            return fail("panicked");
+        }
+        if out.status.code() != Some(2) {
+            return fail(&format!("exit code {:?}, want 2", out.status.code()));
+        }
+        if se.trim_end().lines().count() != 1 || !so.is_empty() {
+            return fail("want one line on stderr and nothing on stdout");
+        }
+        if !se.contains(fragment.as_str()) {
+            return fail(&format!("`{fragment}` not in the message"));
+        }
+        if !pos.is_empty() && !se.contains(&format!("{file}:{pos}: ")) {
+            return fail(&format!("position `{file}:{pos}:` not in the message"));
+        }
+        if runs.exists() {
+            return fail("something was written under the runs directory");
+        }
+        None
+    };
+    // A few processes at a time (each loads libtorch).
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let chunks: Vec<Vec<(usize, &Case)>> =
+            (0..4).map(|k| cases.iter().enumerate().filter(|(i, _)| i % 4 == k).collect()).collect();
+        let handles: Vec<_> =
+            chunks.into_iter().map(|c| s.spawn(move || c.into_iter().filter_map(check).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert!(failures.is_empty(), "{} of {} corpus files:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+/// Every method's default config serializes exactly as before the tagged enums became strict (the output of
+/// `dalab show-config` at that commit, `show-config-defaults.txt`), so trial ids — hashes of the resolved
+/// config — stay; two ids of that commit are checked too (a constant λ schedule and lr schedule, a median
+/// bandwidth: the variants that changed form in Rust).
+#[test]
+fn default_configs_and_trial_ids_are_unchanged() {
+    let out = dalab(&["methods"], &repo());
+    let mut all = String::new();
+    for m in text(&out).0.lines().filter_map(|l| l.split_whitespace().next()) {
+        let out = dalab(&["show-config", m], &repo());
+        assert!(out.status.success(), "{m}: {:?}", text(&out));
+        all.push_str(&text(&out).0);
+    }
+    let want =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/show-config-defaults.txt")).unwrap();
+    assert!(all == want, "show-config output changed (trial ids would change):\n{all}");
+    let tmp = tempfile::tempdir().unwrap();
+    let head = "name: t\ntasks: [moons→moons-rotated]\n";
+    for (yaml, id) in [
+        (
+            format!("{head}methods:\n  dann:\n    lambda_schedule: {{kind: constant}}\n"),
+            "dann_moons-moons-rotated_s0_1e3fd407",
+        ),
+        (
+            format!("{head}methods:\n  dan:\n    mmd:\n      kernel:\n        bandwidth:\n          kind: median\n"),
+            "dan_moons-moons-rotated_s0_a8ddb38d",
+        ),
+    ] {
+        std::fs::write(tmp.path().join("e.yaml"), &yaml).unwrap();
+        let out = dalab(&["run", "e.yaml", "--dry-run"], tmp.path());
+        let (so, se) = text(&out);
+        assert!(out.status.success(), "{se}");
+        assert_eq!(so.lines().nth(1).and_then(|l| l.split_whitespace().next()), Some(id), "{yaml}");
+    }
+}
+
+/// A closed stdout (`dalab run EXP.yaml --dry-run | head -1`) ends dalab quietly: no panic, no message; the
+/// status is 0 or the default action of SIGPIPE, as for any Unix tool.
+#[test]
+fn a_closed_stdout_ends_dalab_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let sweep = repo().join("experiments/quickstart-sweep.yaml");
+    for args in [vec!["run", sweep.to_str().unwrap(), "--dry-run"], vec!["methods"], vec!["show-config", "dann"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dalab"))
+            .args(&args)
+            .current_dir(repo())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // closed before dalab prints its first line
+        let out = child.wait_with_output().unwrap();
+        let se = String::from_utf8_lossy(&out.stderr);
+        assert!(se.is_empty(), "{args:?}: {se}");
+        assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{args:?}: {:?}", out.status);
+    }
+}
+
+/// `key: null` (or `~`) in a file that extends another removes the inherited key: here a method.
+#[test]
+fn extends_null_removes_an_inherited_method() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = "name: b\ntasks: [moons→moons-rotated]\nmethods:\n  coral: {}\n  dann: {trade_off: 2}\n";
+    std::fs::write(tmp.path().join("base.yaml"), base).unwrap();
+    let listed = |child: &str| {
+        std::fs::write(tmp.path().join("child.yaml"), child).unwrap();
+        let out = dalab(&["run", "child.yaml", "--dry-run"], tmp.path());
+        let (so, se) = text(&out);
+        assert!(out.status.success(), "{se}");
+        so.lines().skip(1).map(|l| l.split_whitespace().nth(1).unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(listed("extends: base.yaml\nname: c\n"), ["coral", "dann"]);
+    assert_eq!(listed("extends: base.yaml\nname: c\nmethods:\n  coral: null\n"), ["dann"]);
+    assert_eq!(listed("extends: base.yaml\nname: c\nmethods: {coral: ~, dann: {trade_off: null}}\n"), ["dann"]);
+}

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 pub enum LambdaSchedule {
     /// λ_p = 2 / (1 + exp(−γ·p)) − 1: 0 at the start, → 1 at the end (γ = 10 in the paper).
     Dann { gamma: f64 },
-    /// λ_p = 1 throughout.
-    Constant,
+    /// λ_p = 1 throughout. (A struct variant, `Constant {}`, so that serde rejects unknown keys beside
+    /// `kind: constant`: a unit variant of an internally tagged enum accepts and ignores any other key.)
+    Constant {},
 }
 
 impl Default for LambdaSchedule {
@@ -24,7 +25,7 @@ impl LambdaSchedule {
     pub fn at(&self, p: f64) -> f64 {
         match *self {
             LambdaSchedule::Dann { gamma } => 2.0 / (1.0 + (-gamma * p).exp()) - 1.0,
-            LambdaSchedule::Constant => 1.0,
+            LambdaSchedule::Constant {} => 1.0,
         }
     }
 }
@@ -48,8 +49,8 @@ pub enum LrSchedule {
     Dann { alpha: f64, beta: f64 },
     /// Caffe's "inv" policy, used by the DAN/RTN code: μ_i = μ0 · (1 + γ·i)^(−power), i the iteration.
     Inv { gamma: f64, power: f64 },
-    /// μ0 throughout.
-    Constant,
+    /// μ0 throughout. (`{}`: unknown keys are rejected, as for [`LambdaSchedule::Constant`].)
+    Constant {},
 }
 
 impl Default for LrSchedule {
@@ -64,7 +65,7 @@ impl LrSchedule {
         match *self {
             LrSchedule::Dann { alpha, beta } => (1.0 + alpha * p).powf(-beta),
             LrSchedule::Inv { gamma, power } => (1.0 + gamma * iteration as f64).powf(-power),
-            LrSchedule::Constant => 1.0,
+            LrSchedule::Constant {} => 1.0,
         }
     }
 }
@@ -77,7 +78,7 @@ impl Validate for LrSchedule {
         match *self {
             LrSchedule::Dann { alpha, beta } => check("alpha", alpha).and(check("beta", beta)),
             LrSchedule::Inv { gamma, power } => check("gamma", gamma).and(check("power", power)),
-            LrSchedule::Constant => Ok(()),
+            LrSchedule::Constant {} => Ok(()),
         }
     }
 }
@@ -96,7 +97,7 @@ mod tests {
         // Monotone increasing.
         let v: Vec<f64> = (0..=100).map(|i| s.at(i as f64 / 100.0)).collect();
         assert!(v.windows(2).all(|w| w[1] > w[0]));
-        assert_eq!(LambdaSchedule::Constant.at(0.3), 1.0);
+        assert_eq!(LambdaSchedule::Constant {}.at(0.3), 1.0);
     }
 
     #[test]
@@ -108,5 +109,27 @@ mod tests {
         let inv = LrSchedule::Inv { gamma: 1e-3, power: 0.75 };
         assert!((inv.factor(0.0, 1000) - 2f64.powf(-0.75)).abs() < 1e-15);
         assert!(LrSchedule::Dann { alpha: -1.0, beta: 0.75 }.validate().unwrap_err().starts_with("alpha:"));
+    }
+
+    /// Every variant rejects keys it does not have (serde's `deny_unknown_fields` does not reach the unit
+    /// variants of an internally tagged enum), and the serialized form is the plain `{kind: ...}`.
+    #[test]
+    fn unknown_keys_are_rejected_in_every_variant() {
+        use serde_json::{from_value, json, to_value};
+        for v in [json!({"kind": "constant", "gamma": 10}), json!({"kind": "dann", "gamma": 10, "gama": 1})] {
+            let e = from_value::<LambdaSchedule>(v.clone()).unwrap_err().to_string();
+            assert!(e.contains("unknown field"), "{v}: {e}");
+        }
+        for v in [
+            json!({"kind": "constant", "alpha": 3}),
+            json!({"kind": "dann", "alpha": 3, "beta": 1, "bta": 1}),
+            json!({"kind": "inv", "gamma": 3, "power": 1, "pow": 1}),
+        ] {
+            let e = from_value::<LrSchedule>(v.clone()).unwrap_err().to_string();
+            assert!(e.contains("unknown field"), "{v}: {e}");
+        }
+        assert_eq!(to_value(LambdaSchedule::Constant {}).unwrap(), json!({"kind": "constant"}));
+        assert_eq!(to_value(LrSchedule::Constant {}).unwrap(), json!({"kind": "constant"}));
+        assert_eq!(from_value::<LrSchedule>(json!({"kind": "constant"})).unwrap(), LrSchedule::Constant {});
     }
 }

@@ -30,6 +30,10 @@ use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The most classes a `feature-files` dataset may have: labels (after `label_offset`) are integers in
+/// `0..MAX_CLASSES`, checked as the files are read, before anything is allocated per class.
+pub const MAX_CLASSES: i64 = 100_000;
+
 /// Variable names taken as "the obvious one" when a .mat/.npz holds several and no key is given.
 const OBVIOUS_KEYS: [&str; 6] = ["X", "x", "fts", "features", "feats", "data"];
 
@@ -171,6 +175,11 @@ impl FeatureFilesConfig {
         {
             return Err("classes: must not be empty when given".into());
         }
+        if let Some(c) = &self.classes
+            && c.len() as i64 > MAX_CLASSES
+        {
+            return Err(format!("classes: at most {MAX_CLASSES} classes (the class limit), got {}", c.len()));
+        }
         Ok(())
     }
 
@@ -269,14 +278,25 @@ impl FeatureFilesConfig {
         }
         let mut y = Vec::with_capacity(raw_labels.len());
         for (i, v) in raw_labels.iter().enumerate() {
-            let l = v.round() as i64 + self.label_offset;
-            if v.fract() != 0.0 || l < 0 {
+            // In f64: a label of 2^63 or more, or a large offset, must not overflow an i64.
+            let l = v.round() + self.label_offset as f64;
+            if v.fract() != 0.0 || l < 0.0 {
                 return Err(Error::format(
                     &label_file,
                     format!("label {v} of sample {i} is not an integer >= 0 after label_offset {}", self.label_offset),
                 ));
             }
-            y.push(l);
+            if l >= MAX_CLASSES as f64 {
+                return Err(Error::format(
+                    &label_file,
+                    format!(
+                        "label {v} of sample {i} is {l} after label_offset {}: beyond the class limit (labels must be \
+                         below {MAX_CLASSES})",
+                        self.label_offset
+                    ),
+                ));
+            }
+            y.push(l as i64);
         }
         self.normalize.apply(&mut x);
         Ok((x, y))
@@ -349,6 +369,24 @@ mod tests {
         let cfg2 = FeatureFilesConfig { label_offset: -2, ..cfg.clone() };
         let e = cfg2.load_task("a", "b", p).unwrap_err().to_string();
         assert!(e.contains("a.mat") && e.contains("label 1 of sample 0"), "{e}");
+        // Labels beyond the class limit (2^31, i64::MAX) or made so by the offset: an error naming file and sample.
+        for (label, offset) in [(2f64.powi(31), 0), (i64::MAX as f64, 1), (99_999.0, 1)] {
+            npy::write_npy(&p.join("big_y.npy"), &array![0.0, label].into_dyn(), false).unwrap();
+            let big = FeatureFilesConfig {
+                domains: vec![FeatureDomain {
+                    name: "big".into(),
+                    path: "b_x.npy".into(),
+                    labels_path: Some("big_y.npy".into()),
+                    ..cfg.domains[1].clone()
+                }],
+                label_offset: offset,
+                ..cfg.clone()
+            };
+            let e = big.read_domain(&big.domains[0], Path::new("b_x.npy"), p).unwrap_err().to_string();
+            assert!(e.contains("big_y.npy") && e.contains("of sample 1") && e.contains("class limit"), "{e}");
+        }
+        let many = FeatureFilesConfig { classes: Some(vec!["c".into(); 100_001]), ..cfg.clone() };
+        assert_eq!(many.validate().unwrap_err(), "classes: at most 100000 classes (the class limit), got 100001");
         let e = serde_saphyr::from_str::<FeatureFilesConfig>("domains: []\nextra: 1\n").unwrap_err().to_string();
         assert!(e.contains("extra"), "{e}");
     }

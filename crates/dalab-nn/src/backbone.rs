@@ -61,11 +61,9 @@ fn default_lenet_fc() -> Vec<i64> {
     vec![500]
 }
 
+/// Each layer size in `1..=`[`dalab_core::checks::MAX_LAYER_WIDTH`] (checked before any tensor is built).
 fn check_layers(key: &str, v: &[i64]) -> std::result::Result<(), String> {
-    match v.iter().enumerate().find(|&(_, &h)| h < 1) {
-        Some((i, h)) => Err(format!("{key}[{i}]: layer sizes must be >= 1, got {h}")),
-        None => Ok(()),
-    }
+    dalab_core::checks::layer_widths(key, v)
 }
 
 fn default_activation() -> Activation {
@@ -276,6 +274,10 @@ mod tests {
         assert!(y.min().double_value(&[]) > 0.0 && y.max().double_value(&[]) < 1.0);
         let bad = BackboneConfig::Mlp { hidden: vec![4, 0], activation: Activation::Relu, dropout: 0.0 };
         assert_eq!(bad.validate().unwrap_err(), "hidden[1]: layer sizes must be >= 1, got 0");
+        let huge = BackboneConfig::Mlp { hidden: vec![4, 1 << 17], activation: Activation::Relu, dropout: 0.0 };
+        assert_eq!(huge.validate().unwrap_err(), "hidden[1]: must be <= 65536 (the layer-width limit), got 131072");
+        let huge = BackboneConfig::Lenet { fc: vec![i64::MAX] };
+        assert!(huge.validate().unwrap_err().starts_with("fc[0]: must be <= 65536"));
     }
 
     #[test]

@@ -24,9 +24,7 @@ impl Default for DiscriminatorConfig {
 
 impl Validate for DiscriminatorConfig {
     fn validate(&self) -> Result<(), String> {
-        if let Some((i, h)) = self.hidden.iter().enumerate().find(|&(_, &h)| h < 1) {
-            return Err(format!("hidden[{i}]: layer sizes must be >= 1, got {h}"));
-        }
+        dalab_core::checks::layer_widths("hidden", &self.hidden)?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout: must be in [0, 1), got {}", self.dropout));
         }
@@ -104,13 +102,11 @@ impl Validate for HeadConfig {
         if self.bottleneck < 0 {
             return Err(format!("bottleneck: must be >= 0 (0 = none), got {}", self.bottleneck));
         }
+        dalab_core::checks::at_most_width("bottleneck", &self.bottleneck)?;
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout: must be in [0, 1), got {}", self.dropout));
         }
-        if let Some((i, h)) = self.hidden.iter().enumerate().find(|&(_, &h)| h < 1) {
-            return Err(format!("hidden[{i}]: layer sizes must be >= 1, got {h}"));
-        }
-        Ok(())
+        dalab_core::checks::layer_widths("hidden", &self.hidden)
     }
 }
 
@@ -222,5 +218,22 @@ impl Layer {
             Layer::Logits => logits.shallow_clone(),
             Layer::Softmax => logits.softmax(-1, logits.kind()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Widths are checked against the layer-width limit before any tensor is built.
+    #[test]
+    fn widths_are_limited() {
+        let d = DiscriminatorConfig { hidden: vec![1024, 1 << 20], ..Default::default() };
+        assert_eq!(d.validate().unwrap_err(), "hidden[1]: must be <= 65536 (the layer-width limit), got 1048576");
+        let h = HeadConfig { bottleneck: 1 << 17, ..Default::default() };
+        assert_eq!(h.validate().unwrap_err(), "bottleneck: must be <= 65536 (the layer-width limit), got 131072");
+        let h = HeadConfig { hidden: vec![0], ..Default::default() };
+        assert_eq!(h.validate().unwrap_err(), "hidden[0]: layer sizes must be >= 1, got 0");
+        assert!(HeadConfig { bottleneck: 65536, hidden: vec![65536], ..Default::default() }.validate().is_ok());
     }
 }

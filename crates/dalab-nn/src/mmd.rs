@@ -18,11 +18,12 @@ use tch::{Kind, Tensor};
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Bandwidth {
     /// Mean of `‖z_i − z_j‖²` over ordered pairs `i ≠ j` of the pooled batch (DAN's released code, TLlib up to
-    /// the diagonal).
-    MeanSquaredDistance,
+    /// the diagonal). (The option-less variants are `{}` struct variants so that serde rejects unknown keys
+    /// beside `kind:`: a unit variant of an internally tagged enum accepts and ignores any.)
+    MeanSquaredDistance {},
     /// Median of `‖z_i − z_j‖²` over pairs `i < j` of the pooled batch (mean of the two middle values for an
     /// even count): the median heuristic of the DAN and RTN papers.
-    Median,
+    Median {},
     /// A fixed `σ²_base`.
     Fixed { sigma2: f64 },
 }
@@ -44,7 +45,7 @@ impl Default for KernelConfig {
         Self {
             multipliers: vec![0.25, 0.5, 1.0, 2.0, 4.0],
             weights: vec![1.0; 5],
-            bandwidth: Bandwidth::MeanSquaredDistance,
+            bandwidth: Bandwidth::MeanSquaredDistance {},
         }
     }
 }
@@ -62,11 +63,11 @@ impl KernelConfig {
         match self.bandwidth {
             Bandwidth::Fixed { sigma2 } => Tensor::scalar_tensor(sigma2, (z.kind(), z.device())),
             // Σ_{i≠j} ‖z_i − z_j‖² = 2N Σ_i ‖z_i − z̄‖².
-            Bandwidth::MeanSquaredDistance => {
+            Bandwidth::MeanSquaredDistance {} => {
                 let c = &z - z.mean_dim(0, true, z.kind());
                 c.square().sum(z.kind()) * (2.0 * n) / (n * (n - 1.0))
             }
-            Bandwidth::Median => {
+            Bandwidth::Median {} => {
                 let d2 = sq_dists(&z, &z);
                 let iu = Tensor::triu_indices(n as i64, n as i64, 1, (Kind::Int64, z.device()));
                 let v = d2.index(&[Some(iu.get(0)), Some(iu.get(1))]);
@@ -232,8 +233,8 @@ pub(crate) mod tests {
         let settings = MmdSettings {
             kernel: Kernel::Gaussian { multipliers: k.multipliers.clone(), weights: k.weights.clone() },
             bandwidth: match k.bandwidth {
-                Bandwidth::MeanSquaredDistance => BandwidthPolicy::MeanSquaredDistance,
-                Bandwidth::Median => BandwidthPolicy::Median { max_points: 100_000 },
+                Bandwidth::MeanSquaredDistance {} => BandwidthPolicy::MeanSquaredDistance,
+                Bandwidth::Median {} => BandwidthPolicy::Median { max_points: 100_000 },
                 Bandwidth::Fixed { sigma2 } => BandwidthPolicy::Fixed { sigma2 },
             },
             estimator: match est {
@@ -254,7 +255,7 @@ pub(crate) mod tests {
         for (kind, tol) in [(Kind::Double, 1e-10), (Kind::Float, 1e-6)] {
             let xs = Tensor::randn([40, 6], (kind, Device::Cpu));
             let xt = Tensor::randn([33, 6], (kind, Device::Cpu)) * 1.3 + 0.4;
-            for bw in [Bandwidth::MeanSquaredDistance, Bandwidth::Median, Bandwidth::Fixed { sigma2: 2.5 }] {
+            for bw in [Bandwidth::MeanSquaredDistance {}, Bandwidth::Median {}, Bandwidth::Fixed { sigma2: 2.5 }] {
                 for est in [Estimator::Biased, Estimator::Unbiased, Estimator::Linear] {
                     let k = KernelConfig { bandwidth: bw.clone(), ..Default::default() };
                     let ours = mmd2(&xs, &xt, &MmdConfig { kernel: k.clone(), estimator: est }).double_value(&[]);
@@ -282,6 +283,23 @@ pub(crate) mod tests {
                 assert!((ours - theirs).abs() < tol, "{kind:?} {est:?}: {ours} vs {theirs}");
             }
         }
+    }
+
+    /// Unknown keys beside `kind:` are errors in every bandwidth variant (also the option-less ones), and the
+    /// serialized form is `{kind: ...}` alone.
+    #[test]
+    fn bandwidth_rejects_unknown_keys_in_every_variant() {
+        use serde_json::{from_value, json, to_value};
+        for v in [
+            json!({"kind": "median", "sigma2": 1.0}),
+            json!({"kind": "mean-squared-distance", "max_points": 3}),
+            json!({"kind": "fixed", "sigma2": 1.0, "sigma": 1.0}),
+        ] {
+            let e = from_value::<Bandwidth>(v.clone()).unwrap_err().to_string();
+            assert!(e.contains("unknown field"), "{v}: {e}");
+        }
+        assert_eq!(to_value(Bandwidth::Median {}).unwrap(), json!({"kind": "median"}));
+        assert_eq!(from_value::<Bandwidth>(json!({"kind": "median"})).unwrap(), Bandwidth::Median {});
     }
 
     #[test]

@@ -216,6 +216,8 @@ pub struct Experiment {
     /// The merged tree (after `extends` and `--set`), with the `sweep` key.
     pub tree: Value,
     pub points: Vec<SweepPoint>,
+    /// Each method's parameter groups (from the registry): a trial's `optim.groups` keeps only its method's.
+    pub groups: BTreeMap<String, Vec<&'static str>>,
 }
 
 impl Experiment {
@@ -225,8 +227,15 @@ impl Experiment {
     }
 }
 
+/// Reads YAML as dalab does everywhere: an explicit tag other than YAML's standard ones (`!!str`, `!!int`,
+/// `!!float`, `!!bool`, `!!null`, `!!seq`, `!!map`) is an error, not dropped: serde-saphyr otherwise reads
+/// `lr: !!python/object:os.system 0.05` as 0.05, and a file meant for another loader would run silently.
+fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> std::result::Result<T, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options(text, serde_saphyr::options!(reject_unsupported_tags: true))
+}
+
 fn yaml_to_tree(text: &str, origin: &str) -> Result<Value> {
-    let v: std::result::Result<Value, serde_saphyr::Error> = serde_saphyr::from_str(text);
+    let v: std::result::Result<Value, serde_saphyr::Error> = from_yaml(text);
     let v = v.map_err(|e| Error::Config(yaml_error_line(text, origin, &e)))?;
     match v {
         Value::Object(_) => Ok(v),
@@ -235,12 +244,17 @@ fn yaml_to_tree(text: &str, origin: &str) -> Result<Value> {
     }
 }
 
-/// Merges `over` into `base`: maps key by key (recursively), anything else replaced.
+/// Merges `over` into `base`: maps key by key (recursively), anything else replaced; `key: null` (or `~`)
+/// removes an inherited key (`methods: {coral: null}` drops the base's coral; an option falls back to its
+/// default).
 fn merge(base: &mut Value, over: Value) {
     match (base, over) {
         (Value::Object(b), Value::Object(o)) => {
             for (k, v) in o {
                 match b.get_mut(&k) {
+                    Some(_) if v.is_null() => {
+                        b.shift_remove(&k);
+                    }
                     Some(bv) => merge(bv, v),
                     None => {
                         b.insert(k, v);
@@ -314,7 +328,7 @@ pub fn parse_set(s: &str) -> Result<(String, Value)> {
     let Some((k, v)) = s.split_once('=') else {
         return Err(Error::Config(format!("--set {s}: expected key.path=value")));
     };
-    let value: std::result::Result<Value, serde_saphyr::Error> = serde_saphyr::from_str(v);
+    let value: std::result::Result<Value, serde_saphyr::Error> = from_yaml(v);
     let value =
         value.map_err(|e| Error::Config(format!("--set {s}: the value is not valid YAML: {}", first_line(&e))))?;
     Ok((k.trim().to_string(), value))
@@ -328,8 +342,15 @@ fn first_line(e: &serde_saphyr::Error) -> String {
 fn typed(tree: &Value, registry: &Registry) -> std::result::Result<ExperimentConfig, String> {
     with_registry(registry, || {
         serde_path_to_error::deserialize::<_, ExperimentConfig>(tree.clone()).map_err(|e| {
-            let path = e.path().to_string();
+            let mut path = e.path().to_string();
             let inner = e.into_inner().to_string();
+            // A tagged enum (buffered by serde) names itself, not its unknown field: add the field.
+            if let Some(field) = unknown_field(&inner)
+                && !path.ends_with(&format!(".{field}"))
+                && path != field
+            {
+                path = if path == "." || path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+            }
             if path == "." || path.is_empty() { inner } else { format!("{path}: {inner}") }
         })
     })
@@ -343,7 +364,7 @@ pub fn load_experiment(path: &Path, sets: &[String], registry: &Registry) -> Res
     // A file that stands alone is first parsed strictly from its text, for errors with line and column.
     if tree.get("extends").is_none() {
         let parsed: std::result::Result<ExperimentConfig, serde_saphyr::Error> =
-            with_registry(registry, || serde_saphyr::from_str(&text));
+            with_registry(registry, || from_yaml(&text));
         parsed.map_err(|e| Error::Config(yaml_error_line(&text, &origin, &e)))?;
     }
     let mut tree = load_tree(path, 0, &mut Vec::new())?;
@@ -353,7 +374,7 @@ pub fn load_experiment(path: &Path, sets: &[String], registry: &Registry) -> Res
 /// Parses an experiment from YAML text (no `extends`), with `--set` overrides.
 pub fn parse_experiment(text: &str, origin: &str, sets: &[String], registry: &Registry) -> Result<Experiment> {
     let parsed: std::result::Result<ExperimentConfig, serde_saphyr::Error> =
-        with_registry(registry, || serde_saphyr::from_str(text));
+        with_registry(registry, || from_yaml(text));
     parsed.map_err(|e| Error::Config(yaml_error_line(text, origin, &e)))?;
     let mut tree = yaml_to_tree(text, origin)?;
     if tree.get("extends").is_some() {
@@ -410,7 +431,13 @@ fn build(tree: &mut Value, origin: &str, sets: &[String], registry: &Registry) -
         cfg.validate(registry).map_err(|m| Error::Config(format!("{origin}: sweep point {}: {m}", where_())))?;
         points.push(SweepPoint { config: cfg, values });
     }
-    Ok(Experiment { origin: origin.to_string(), name: base.name.clone(), tree: tree.clone(), points })
+    let groups = base
+        .methods
+        .0
+        .iter()
+        .map(|(m, _)| (m.clone(), registry.get(m).map_or_else(Vec::new, |e| e.groups.to_vec())))
+        .collect();
+    Ok(Experiment { origin: origin.to_string(), name: base.name.clone(), tree: tree.clone(), points, groups })
 }
 
 /// Turns a serde-saphyr error into one line: `file:line:col: key.path: message`.
@@ -421,17 +448,48 @@ fn yaml_error_line(text: &str, origin: &str, e: &serde_saphyr::Error) -> String 
     }
     if let Some(i) = msg.find(" at line ") {
         msg.truncate(i);
+        msg.truncate(msg.trim_end().len());
+    }
+    // serde-saphyr's wording for an option-less struct or variant (`kind: constant`), and for a tag it does not know.
+    if let Some(m) = msg.strip_suffix(", expected one of") {
+        msg = format!("{m}: no options are allowed here");
+    }
+    if let Some(tag) = msg.strip_prefix("unsupported tag ") {
+        msg = format!(
+            "YAML tag {tag} is not allowed (only the standard !!str, !!int, !!float, !!bool, !!null, !!seq, !!map)"
+        );
     }
     match e.location() {
         Some(loc) if loc.line() > 0 => {
-            let (line, col) = (loc.line() as usize, loc.column() as usize);
-            match key_path_at(text, line) {
+            let (mut line, mut col) = (loc.line() as usize, loc.column() as usize);
+            // Located at a key whose value holds the unknown field (a buffered tagged enum): name the field.
+            let below = unknown_field(&msg).and_then(|f| crate::yaml_index::field_below(text, line, col, f));
+            // A tag: the key or value it is on, in flow style too.
+            let tagged = msg.starts_with("YAML tag ").then(|| crate::yaml_index::node_at(text, line, col)).flatten();
+            if let Some(n) = below.or(tagged) {
+                (line, col) = (n.line, n.col);
+                return format!("{origin}:{line}:{col}: {}: {msg}", n.path);
+            }
+            // A flow collection on the line (`optim: {lr: .nan}`): the node at the position is deeper than the
+            // line's key.
+            let by_line = key_path_at(text, line);
+            if let (Some(p), Some(n)) = (&by_line, crate::yaml_index::node_at(text, line, col))
+                && n.path.strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with(['.', '[']))
+            {
+                return format!("{origin}:{line}:{col}: {}: {msg}", n.path);
+            }
+            match by_line {
                 Some(path) => format!("{origin}:{line}:{col}: {path}: {msg}"),
                 None => format!("{origin}:{line}:{col}: {msg}"),
             }
         }
         _ => format!("{origin}: {msg}"),
     }
+}
+
+/// `X` of a message `unknown field `X`...`.
+fn unknown_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("unknown field `")?.split_once('`').map(|(f, _)| f)
 }
 
 /// The key path (`optim.lr`, `tasks[1]`) of the block-style YAML entry on 1-based line `line`, found by walking
@@ -536,11 +594,37 @@ mod tests {
         let mut a = serde_json::json!({"optim": {"lr": 0.1, "momentum": 0.9}, "seeds": [0, 1]});
         merge(&mut a, serde_json::json!({"optim": {"lr": 0.2}, "seeds": [5]}));
         assert_eq!(a, serde_json::json!({"optim": {"lr": 0.2, "momentum": 0.9}, "seeds": [5]}));
+        // `null` removes an inherited key (a method, an option), at any depth; a new key may be null.
+        let mut m = serde_json::json!({"methods": {"coral": {}, "dann": {"trade_off": 2, "discriminator": {}}}});
+        merge(&mut m, serde_json::json!({"methods": {"coral": null, "dann": {"discriminator": null}, "mcd": null}}));
+        assert_eq!(m, serde_json::json!({"methods": {"dann": {"trade_off": 2}, "mcd": null}}));
         set_path(&mut a, "train.iterations", serde_json::json!(10)).unwrap();
         assert_eq!(get_path(&a, "train.iterations"), Some(&serde_json::json!(10)));
         assert!(set_path(&mut a, "seeds.x", serde_json::json!(1)).unwrap_err().contains("`seeds` is not a map"));
         assert_eq!(parse_set("optim.lr=0.5").unwrap(), ("optim.lr".into(), serde_json::json!(0.5)));
         assert_eq!(parse_set("model.backbone.hidden=[15, 15]").unwrap().1, serde_json::json!([15, 15]));
         assert!(parse_set("optim.lr").unwrap_err().to_string().contains("expected key.path=value"));
+        let e = parse_set("optim.lr=!!python/object:os.system 0.05").unwrap_err().to_string();
+        assert!(e.contains("!!python/object:os.system"), "{e}");
+    }
+
+    #[test]
+    fn yaml_errors_name_the_innermost_key() {
+        let err = |text: &str| {
+            let e = from_yaml::<ExperimentConfig>(text).unwrap_err();
+            yaml_error_line(text, "x.yaml", &e)
+        };
+        // A tag other than the standard ones, in block and flow style.
+        let e = err("name: t\noptim:\n  lr: !!python/object:os.system 0.05\n");
+        assert!(e.starts_with("x.yaml:3:33: optim.lr: YAML tag `!!python/object:os.system` is not allowed"), "{e}");
+        let e = err("name: t\noptim: {momentum: 0.5, lr: !custom 0.05}\n");
+        assert!(e.starts_with("x.yaml:2:36: optim.lr: YAML tag `!custom`"), "{e}");
+        // An unknown key beside `kind:` (a tagged enum: serde-saphyr locates it at `schedule`).
+        let e = err("name: t\nschedule:\n  kind: constant\n  alpha: 3\n");
+        assert_eq!(e, "x.yaml:4:3: schedule.alpha: unknown field `alpha`: no options are allowed here");
+        let e = err("name: t\nschedule: {kind: dann, alpha: 3, beta: 1, bta: 2}\n");
+        assert!(e.starts_with("x.yaml:2:43: schedule.bta: unknown field `bta`, expected one of alpha, beta"), "{e}");
+        let e = err("name: t\nmodel:\n  backbone: {kind: mlp, hidden: [3], hiden: [4]}\n");
+        assert!(e.starts_with("x.yaml:3:38: model.backbone.hiden: unknown field `hiden`"), "{e}");
     }
 }

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod report;
 pub mod store;
 pub mod trial;
+mod yaml_index;
 
 pub use config::{Experiment, ExperimentConfig, SweepPoint, load_experiment, parse_experiment};
 pub use exec::{Observer, Outcome, RunPlan, run_all};

@@ -115,6 +115,11 @@ pub fn plan(exp: &Experiment) -> Vec<Trial> {
                 .cloned()
                 .collect();
             for (s, t) in c.task_pairs() {
+                // Only this method's parameter groups: an experiment-wide `optim.groups.discriminator` must not
+                // change the configs (and ids) of methods without that group.
+                let mut optim = c.optim.clone();
+                let own = exp.groups.get(method);
+                optim.groups.retain(|k, _| own.is_some_and(|g| g.contains(&k.as_str())));
                 for &seed in &c.seeds {
                     let config = TrialConfig {
                         experiment: c.name.clone(),
@@ -125,7 +130,7 @@ pub fn plan(exp: &Experiment) -> Vec<Trial> {
                         target: t.clone(),
                         seed,
                         model: c.model.clone(),
-                        optim: c.optim.clone(),
+                        optim: optim.clone(),
                         schedule: c.schedule,
                         train: c.train.clone(),
                         selection: c.selection,

@@ -99,9 +99,8 @@ impl OptimConfig {
     }
 
     fn check(&self) -> Result<(), String> {
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!("lr: must be a finite number > 0, got {}", self.lr));
-        }
+        // Finite, > 0 and within f32 (the parameters' type): a larger rate overflows the first update.
+        dalab_classic::checks::learning_rate("lr", &self.lr)?;
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(format!("momentum: must be in [0, 1), got {}", self.momentum));
         }
@@ -215,6 +214,21 @@ impl Validate for TrainConfig {
                 return Err(format!("{k}: must be >= 1, got 0"));
             }
         }
+        // Limits checked before any tensor is built (docs/configuration.md, "Limits").
+        use dalab_classic::checks::{MAX_BATCH_SIZE, at_most_iterations};
+        for (k, v) in [("batch_size", self.batch_size), ("eval_batch_size", self.eval_batch_size)] {
+            if v as u64 > MAX_BATCH_SIZE {
+                return Err(format!("{k}: must be <= {MAX_BATCH_SIZE} (the batch-size limit), got {v}"));
+            }
+        }
+        for (k, v) in [
+            ("iterations", self.iterations),
+            ("eval_interval", self.eval_interval),
+            ("log_interval", self.log_interval),
+            ("checkpoint_interval", self.checkpoint_interval),
+        ] {
+            at_most_iterations(k, &v)?;
+        }
         if !(self.source_val_fraction > 0.0 && self.source_val_fraction < 1.0) {
             return Err(format!("source_val_fraction: must be in (0, 1), got {}", self.source_val_fraction));
         }
@@ -298,4 +312,47 @@ pub struct TrainSettings {
     pub train: TrainConfig,
     pub selection: Selection,
     pub setting: SettingConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Batch sizes, iteration counts and learning rates are held to the documented limits before anything is
+    /// built.
+    #[test]
+    fn limits_are_checked_up_front() {
+        let t = |f: fn(&mut TrainConfig)| {
+            let mut c = TrainConfig::default();
+            f(&mut c);
+            c.validate().err()
+        };
+        assert_eq!(t(|_| ()), None);
+        assert_eq!(
+            t(|c| c.batch_size = 1_000_000_000_000).unwrap(),
+            "batch_size: must be <= 1048576 (the batch-size limit), got 1000000000000"
+        );
+        assert!(t(|c| c.eval_batch_size = (1 << 20) + 1).unwrap().starts_with("eval_batch_size: must be <= 1048576"));
+        assert_eq!(t(|c| c.batch_size = 1 << 20), None);
+        assert_eq!(
+            t(|c| c.iterations = 1_000_000_001).unwrap(),
+            "iterations: must be <= 1000000000 (the iteration limit), got 1000000001"
+        );
+        assert!(t(|c| c.checkpoint_interval = usize::MAX).unwrap().starts_with("checkpoint_interval: must be <="));
+        let o = |lr: f64, group: Option<f64>| {
+            let mut c = OptimConfig { lr, ..Default::default() };
+            if let Some(g) = group {
+                c.groups.insert("critic".into(), OptimOverride { lr: Some(g), ..Default::default() });
+            }
+            c.validate().err()
+        };
+        assert_eq!(o(0.05, Some(1e30)), None);
+        assert_eq!(
+            o(1.7976931348623157e308, None).unwrap(),
+            "lr: must be <= 3.4028235e38 (f32::MAX), got 1.7976931348623157e308"
+        );
+        assert_eq!(o(0.05, Some(1e39)).unwrap(), "groups.critic.lr: must be <= 3.4028235e38 (f32::MAX), got 1e39");
+        assert_eq!(o(0.0, None).unwrap(), "lr: must be a finite number > 0, got 0");
+        assert_eq!(o(0.05, Some(f64::INFINITY)).unwrap(), "groups.critic.lr: must be a finite number > 0, got inf");
+    }
 }

@@ -29,7 +29,7 @@ dalab_core::method_config! {
     /// The `methods.adda` options.
     pub struct AddaConfig {
         /// Iterations of the source stage (the adaptation stage runs `train.iterations`).
-        source_iterations: usize = 10000, at_least_one;
+        source_iterations: usize = 10000, at_least_one, at_most_iterations;
         /// The classifier on the encoder's features.
         head: HeadConfig = HeadConfig::default(), nested;
         /// What the discriminator sees: the network's `logits` (the authors' code) or the encoder's `features`.

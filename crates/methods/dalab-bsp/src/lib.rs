@@ -28,7 +28,7 @@ dalab_core::method_config! {
         /// β: the weight of the spectral penalty.
         bsp_trade_off: f64 = 1e-4, non_negative;
         /// k: how many of the largest singular values of each domain are penalised.
-        k: usize = 1, at_least_one;
+        k: usize = 1, at_least_one, at_most_width;
         /// The domain discriminator on the head's features.
         discriminator: DiscriminatorConfig = DiscriminatorConfig::default(), nested;
         head: HeadConfig = HeadConfig::default(), nested;

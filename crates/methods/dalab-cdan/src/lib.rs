@@ -25,9 +25,9 @@ dalab_core::method_config! {
         /// CDAN+E: weight each example by 1 + exp(−entropy of its prediction).
         entropy_conditioning: bool = false;
         /// Largest d_f · classes for the exact multilinear map; above it the randomized map is used.
-        multilinear_max_dim: i64 = 4096, at_least_one;
+        multilinear_max_dim: i64 = 4096, at_least_one, at_most_width;
         /// Output size of the randomized multilinear map.
-        randomized_dim: i64 = 1024, at_least_one;
+        randomized_dim: i64 = 1024, at_least_one, at_most_width;
         discriminator: DiscriminatorConfig = DiscriminatorConfig::default(), nested;
         head: HeadConfig = HeadConfig::default(), nested;
     }

@@ -18,7 +18,7 @@ dalab_core::method_config! {
         /// λ added to both covariances (the paper: 1, "C + I").
         lambda: f64 = 1.0, positive;
         /// Number of first batches whose samples define the covariances.
-        fit_batches: usize = 32, at_least_one;
+        fit_batches: usize = 32, at_least_one, at_most_iterations;
     }
 }
 

@@ -18,7 +18,7 @@ dalab_core::method_config! {
     /// The `methods.mcd` options.
     pub struct McdConfig {
         /// Generator steps (C) per iteration.
-        num_k: usize = 4, at_least_one;
+        num_k: usize = 4, at_least_one, at_most_iterations;
         /// Each classifier: bottleneck, hidden layers, output (the authors' digits classifiers have hidden layers).
         head: HeadConfig = HeadConfig::default(), nested;
     }

@@ -21,7 +21,7 @@ dalab_core::method_config! {
         entropy_weight: f64 = 0.3, non_negative;
         /// The MMD on the tensor product of features and softmax outputs.
         mmd: MmdConfig = MmdConfig {
-            kernel: KernelConfig { multipliers: vec![0.5], weights: vec![1.0], bandwidth: Bandwidth::Median },
+            kernel: KernelConfig { multipliers: vec![0.5], weights: vec![1.0], bandwidth: Bandwidth::Median {} },
             ..Default::default()
         }, nested;
         /// Standard deviation of the residual block's initial weights (Caffe prototxt: 0.01), biases 0.

@@ -52,15 +52,15 @@ dalab_core::method_config! {
     pub struct ShotConfig {
         /// Iterations of the source stage (ours; the authors train 20 source epochs on Office, 30 on digits). The
         /// adaptation stage runs `train.iterations`.
-        source_iterations: usize = 5000, at_least_one;
+        source_iterations: usize = 5000, at_least_one, at_most_iterations;
         /// Width of the bottleneck (Linear + batch norm).
-        bottleneck: usize = 256, at_least_one;
+        bottleneck: usize = 256, at_least_one, at_most_width;
         /// ε of the label-smoothed source cross-entropy.
         label_smoothing: f64 = 0.1, fraction;
         /// β: weight of the pseudo-label cross-entropy.
         pseudo_label_weight: f64 = 0.3, non_negative;
         /// Iterations between refreshes of the centroids (ours; set it to about one target epoch).
-        pseudo_label_interval: usize = 100, at_least_one;
+        pseudo_label_interval: usize = 100, at_least_one, at_most_iterations;
     }
 }
 
