@@ -244,6 +244,8 @@ fn labelled_per_class(y: &[i64], k: usize, seed: u64) -> Result<Vec<usize>> {
 /// The trainer's [`Optimizers`] for one iteration: the groups of the stage with their learning rates.
 struct StepOptimizers<'a> {
     opts: &'a mut [optim::GroupOptimizer],
+    /// Clears gradients: see [`Stepper::grads`].
+    grads: &'a mut nn::Optimizer,
     lrs: &'a [f64],
     active: &'a [usize],
     step: usize,
@@ -264,11 +266,7 @@ impl Optimizers for StepOptimizers<'_> {
                 self.active.iter().map(|&i| self.opts[i].name).collect::<Vec<_>>().join(", ")
             )));
         }
-        for o in self.opts.iter() {
-            for t in o.tensors() {
-                t.shallow_clone().zero_grad();
-            }
-        }
+        self.grads.zero_grad();
         loss.backward();
         for &i in self.active {
             if groups.is_empty() || groups.contains(&self.opts[i].name) {
@@ -283,6 +281,11 @@ impl Optimizers for StepOptimizers<'_> {
 /// The training loop drives it; the conformance kit and the benches use it to step a method outside the loop.
 pub struct Stepper {
     pub opts: Vec<optim::GroupOptimizer>,
+    /// A tch optimizer over every variable, used only for its `zero_grad`: libtorch's, which drops the gradient
+    /// tensors (`set_to_none`) so that the next backward pass writes them instead of adding to zeroed ones (tch
+    /// offers no other way to reset a gradient to none; zeroing and accumulating cost ~10% of a shallow DANN step,
+    /// `benches/README.md`). It never steps.
+    grads: nn::Optimizer,
     pub groups: Vec<Group>,
     /// Optimisation steps done (names the step of a non-finite loss).
     pub step: usize,
@@ -300,7 +303,8 @@ impl Stepper {
     pub fn new(vs: &nn::VarStore, method: &dyn dalab_core::Method, st: &TrainSettings, name: &str) -> Result<Self> {
         let groups = method.groups();
         let opts = group_optimizers(vs, &groups, st, name)?;
-        Ok(Self { opts, groups, step: 0 })
+        let grads = nn::OptimizerConfig::build(nn::Sgd::default(), vs, 0.0)?;
+        Ok(Self { opts, groups, step: 0, grads })
     }
 
     /// One iteration of `stage` (labelled target data only where the setting grants it), every group's learning
@@ -318,8 +322,14 @@ impl Stepper {
         let active: Vec<usize> = (0..self.groups.len())
             .filter(|&g| stage.groups.is_empty() || stage.groups.contains(&self.groups[g].name))
             .collect();
-        let mut so =
-            StepOptimizers { opts: &mut self.opts, lrs: &lrs, active: &active, step: self.step, stage: stage.name };
+        let mut so = StepOptimizers {
+            opts: &mut self.opts,
+            grads: &mut self.grads,
+            lrs: &lrs,
+            active: &active,
+            step: self.step,
+            stage: stage.name,
+        };
         let mut scalars = match labelled {
             None => method.train_step(batch, ctx, &mut so)?,
             Some(l) => method.train_step_labelled(batch, l, ctx, &mut so)?,
@@ -819,7 +829,15 @@ mod tests {
             st.optim.momentum = 0.0;
             st.model.backbone_lr_mult = mult;
             let mut opts = group_optimizers(&vs, &[Group::all()], &st, "t").unwrap();
-            let mut so = StepOptimizers { opts: &mut opts, lrs: &[0.5], active: &[0], step: 0, stage: "train" };
+            let mut grads = nn::OptimizerConfig::build(nn::Sgd::default(), &vs, 0.0).unwrap();
+            let mut so = StepOptimizers {
+                opts: &mut opts,
+                grads: &mut grads,
+                lrs: &[0.5],
+                active: &[0],
+                step: 0,
+                stage: "train",
+            };
             so.backward_step("loss", &(b.sum(Kind::Float) + m.sum(Kind::Float)), &[]).unwrap();
             assert_eq!(Vec::<f32>::try_from(&m).unwrap(), vec![-0.5; 2]);
             assert_eq!(Vec::<f32>::try_from(&b).unwrap(), vec![(-0.5 * mult) as f32; 3], "mult {mult}");
@@ -841,7 +859,9 @@ mod tests {
         let e = group_optimizers(&vs, &twice, &st, "m").unwrap_err().to_string();
         assert_eq!(e, "method `m`: variable `method.b.w` is in parameter groups a and b");
         let mut opts = group_optimizers(&vs, &[Group::all()], &st, "m").unwrap();
-        let mut so = StepOptimizers { opts: &mut opts, lrs: &[0.1], active: &[0], step: 7, stage: "train" };
+        let mut grads = nn::OptimizerConfig::build(nn::Sgd::default(), &vs, 0.0).unwrap();
+        let mut so =
+            StepOptimizers { opts: &mut opts, grads: &mut grads, lrs: &[0.1], active: &[0], step: 7, stage: "train" };
         let nan = Tensor::from_slice(&[f64::NAN]).sum(Kind::Double);
         let e = so.backward_step("loss/discrepancy", &nan, &[]).unwrap_err().to_string();
         assert_eq!(e, "NaN loss/discrepancy at step 7");

@@ -96,7 +96,9 @@ impl GroupOptimizer {
                         &p.state[0] / denom / bc1
                     }
                 };
-                let _ = p.t.shallow_clone().g_sub_(&(update * lr));
+                // p ← p − lr·update in one kernel, without a temporary of the parameter's size.
+                let neg_lr = Tensor::from(-lr).to_kind(p.t.kind()).to_device(p.t.device());
+                let _ = p.t.shallow_clone().f_addcmul_(&update, &neg_lr);
             }
         });
     }
