@@ -167,7 +167,9 @@ impl Method for Model {
                     ("domain_acc".into(), acc.mean(Kind::Float).double_value(&[])),
                 ])
             }
-            StageBatch::Target(_) => unreachable!("ADDA has no target-only stage"),
+            StageBatch::Target(_) => {
+                Err(dalab_core::Error::Other("adda: no stage of ADDA sees target batches alone".into()))
+            }
         }
     }
 

@@ -59,7 +59,9 @@ impl Method for Model {
     }
 
     fn train_step(&mut self, batch: StageBatch<'_>, _ctx: &StepCtx, opt: &mut dyn Optimizers) -> Result<Scalars> {
-        let StageBatch::Both(b) = batch else { unreachable!("MCD has one source-and-target stage") };
+        let StageBatch::Both(b) = batch else {
+            return Err(dalab_core::Error::Other("mcd: its one stage needs source and target batches".into()));
+        };
         let ce = |(l1, l2): (Tensor, Tensor)| {
             l1.cross_entropy_for_logits(&b.source_y) + l2.cross_entropy_for_logits(&b.source_y)
         };

@@ -113,7 +113,9 @@ impl Method for Model {
     }
 
     fn train_step(&mut self, batch: StageBatch<'_>, _ctx: &StepCtx, opt: &mut dyn Optimizers) -> Result<Scalars> {
-        let StageBatch::Both(b) = batch else { unreachable!("mean-teacher has one source-and-target stage") };
+        let StageBatch::Both(b) = batch else {
+            return Err(dalab_core::Error::Other("mean-teacher: its one stage needs source and target batches".into()));
+        };
         if self.params.is_empty() {
             return Err(Error::Other("mean-teacher: begin_stage must run before the first step".into()));
         }

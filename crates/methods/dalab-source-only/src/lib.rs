@@ -46,7 +46,9 @@ impl Method for Model {
         _ctx: &StepCtx,
         opt: &mut dyn Optimizers,
     ) -> Result<Scalars> {
-        let StageBatch::Both(b) = batch else { unreachable!("source-only has one source-and-target stage") };
+        let StageBatch::Both(b) = batch else {
+            return Err(dalab_core::Error::Other("source-only: its one stage needs source and target batches".into()));
+        };
         let (cls, tgt) = (self.ce(&b.source_x, &b.source_y), self.ce(&l.x, &l.y));
         let (c, t) = (cls.double_value(&[]), tgt.double_value(&[]));
         let total = opt.backward_step("loss", &(cls + tgt), &[])?;
