@@ -25,7 +25,7 @@
 
 use crate::check;
 use crate::error::{Error, Result};
-use ndarray::{Array1, ArrayView2, s};
+use ndarray::{Array1, ArrayView1, ArrayView2, s};
 use serde::{Deserialize, Serialize};
 
 /// Settings of the domain classifier.
@@ -95,25 +95,9 @@ pub fn importance_weights<'a>(
     check::same(train_name, train.ncols(), "columns", "source_features", d)?;
     let (ns, nt) = (train.nrows(), target_features.nrows());
     let pooled = |i: usize| if i < ns { train.row(i) } else { target_features.row(i - ns) };
-    // S = ½ Σ_i ‖(x_i, 1)‖₂ (see `DomainClassifier::tolerance`).
-    let scale = 0.5 * (0..ns + nt).map(|i| (pooled(i).dot(&pooled(i)) + 1.0).sqrt()).sum::<f64>();
-    let problem = Problem {
-        x: faer::Mat::from_fn(ns + nt, d + 1, |i, j| if j < d { pooled(i)[j] } else { 1.0 }),
-        y: (0..ns + nt).map(|i| if i < ns { 0.0 } else { 1.0 }).collect(),
-        alpha: 1.0 / settings.c,
-        scale,
-    };
-    let fit = problem.newton_cg(settings.tolerance, settings.max_iterations);
-    if fit.relative_gradient.is_nan() || fit.relative_gradient > settings.tolerance {
-        return Err(Error::DomainClassifier {
-            reason: format!(
-                "not converged in {} Newton iterations: relative gradient norm {:e} > tolerance {:e} \
-                 (raise domain_classifier.max_iterations, or lower C)",
-                fit.iterations, fit.relative_gradient, settings.tolerance
-            ),
-        });
-    }
-    let (beta, b) = (fit.theta.slice(s![..d]).to_owned(), fit.theta[d]);
+    let y = (0..ns + nt).map(|i| if i < ns { 0.0 } else { 1.0 }).collect();
+    let fit = fit_logistic(&pooled, ns + nt, d, y, settings, "domain_classifier")?;
+    let (beta, b) = (fit.beta, fit.intercept);
     let prior = ns as f64 / nt as f64;
     let logits = source_features.dot(&beta) + b;
     let weights = logits.mapv(|z| z.exp() * prior);
@@ -148,6 +132,52 @@ fn validate(s: &DomainClassifier) -> Result<()> {
         return bad("domain_classifier.max_iterations", "must be at least 1".to_string());
     }
     Ok(())
+}
+
+/// A fitted binary logistic regression (see the module's objective).
+pub(crate) struct Logistic {
+    pub beta: Array1<f64>,
+    pub intercept: f64,
+    pub iterations: usize,
+    pub relative_gradient: f64,
+}
+
+/// Fits the L2-regularised logistic regression of the module's first comment on the `n` rows `row(i)` (each of
+/// `d` features) with labels `y_i ∈ {0, 1}`, by Newton–CG; not meeting `settings.tolerance` is an error that
+/// names `key` (the settings' key).
+pub(crate) fn fit_logistic<'r>(
+    row: &dyn Fn(usize) -> ArrayView1<'r, f64>,
+    n: usize,
+    d: usize,
+    y: Array1<f64>,
+    settings: &DomainClassifier,
+    key: &str,
+) -> Result<Logistic> {
+    validate(settings)?;
+    // S = ½ Σ_i ‖(x_i, 1)‖₂ (see `DomainClassifier::tolerance`).
+    let scale = 0.5 * (0..n).map(|i| (row(i).dot(&row(i)) + 1.0).sqrt()).sum::<f64>();
+    let problem = Problem {
+        x: faer::Mat::from_fn(n, d + 1, |i, j| if j < d { row(i)[j] } else { 1.0 }),
+        y,
+        alpha: 1.0 / settings.c,
+        scale,
+    };
+    let fit = problem.newton_cg(settings.tolerance, settings.max_iterations);
+    if fit.relative_gradient.is_nan() || fit.relative_gradient > settings.tolerance {
+        return Err(Error::DomainClassifier {
+            reason: format!(
+                "not converged in {} Newton iterations: relative gradient norm {:e} > tolerance {:e} \
+                 (raise {key}.max_iterations, or lower C)",
+                fit.iterations, fit.relative_gradient, settings.tolerance
+            ),
+        });
+    }
+    Ok(Logistic {
+        beta: fit.theta.slice(s![..d]).to_owned(),
+        intercept: fit.theta[d],
+        iterations: fit.iterations,
+        relative_gradient: fit.relative_gradient,
+    })
 }
 
 /// The objective `f(θ)`, `θ = (β, b)`, on the pooled rows `x̃_i = (x_i, 1)` with labels `y_i ∈ {0, 1}`:

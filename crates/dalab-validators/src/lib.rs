@@ -12,7 +12,7 @@
 //! | `snd` | [`snd`] | soft neighbourhood density (τ = 0.05) |
 //! | `iwcv` | [`iwcv`] + [`importance_weights`] | importance-weighted source-val accuracy |
 //! | `dev` | [`dev`] + [`importance_weights`] | `−R_DEV`, the control-variate weighted source-val loss |
-//! | `reverse` | [`reverse_validation`] | source-val accuracy of a reverse classifier (trained by the caller) |
+//! | `reverse` | [`reverse_validation`] + [`reverse_classifier_scores`] | source-val accuracy of a reverse classifier trained on the pseudo-labelled target |
 //! | `target_oracle` | [`target_oracle`] | ORACLE: target accuracy, uses target labels |
 //!
 //! Every function checks its input and returns an [`Error`] naming the input (shape mismatch, empty or
@@ -23,11 +23,13 @@ mod check;
 pub mod domain;
 pub mod error;
 mod probs;
+pub mod reverse;
 pub mod scores;
 pub mod validator;
 
 pub use domain::{DomainClassifier, ImportanceWeights, importance_weights};
 pub use error::{Error, Result};
+pub use reverse::reverse_classifier_scores;
 pub use scores::{
     SND_TEMPERATURE, bnm, dev, entropy, im, iwcv, pseudo_labels, reverse_validation, snd, source_val_accuracy,
     target_oracle,

@@ -107,11 +107,17 @@ pub struct Settings {
     pub snd_temperature: f64,
     /// The domain classifier of IWCV and DEV.
     pub domain_classifier: DomainClassifier,
+    /// The one-vs-rest logistic regressions of the reverse classifier ([`crate::reverse_classifier_scores`]).
+    pub reverse_classifier: DomainClassifier,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { snd_temperature: scores::SND_TEMPERATURE, domain_classifier: DomainClassifier::default() }
+        Self {
+            snd_temperature: scores::SND_TEMPERATURE,
+            domain_classifier: DomainClassifier::default(),
+            reverse_classifier: DomainClassifier::default(),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use dalab_validators::{
     DomainClassifier, Error, Input, Inputs, Settings, Validator, bnm, dev, entropy, im, importance_weights, iwcv,
-    pseudo_labels, reverse_validation, score_all, snd, source_val_accuracy, target_oracle,
+    pseudo_labels, reverse_classifier_scores, reverse_validation, score_all, snd, source_val_accuracy, target_oracle,
 };
 use ndarray::{Array1, Array2, Axis, array};
 use serde_json::Value;
@@ -57,6 +57,7 @@ fn every_validator_matches_the_numpy_scipy_sklearn_reference() {
         let settings = Settings {
             snd_temperature: tau,
             domain_classifier: DomainClassifier { c: case["c"].as_f64().unwrap(), ..DomainClassifier::default() },
+            reverse_classifier: DomainClassifier { c: case["c"].as_f64().unwrap(), ..DomainClassifier::default() },
         };
         for (v, all) in score_all(&Validator::ALL, &inputs, &settings) {
             let want = case["expected"][v.name()].as_f64().unwrap();
@@ -78,6 +79,18 @@ fn every_validator_matches_the_numpy_scipy_sklearn_reference() {
         assert!((iw - case["expected"]["iwcv"].as_f64().unwrap()).abs() <= 1e-12, "{name}: iwcv on sklearn weights");
         let dv = dev(sl.view(), &sy, want_w.view()).unwrap();
         assert!((dv - case["expected"]["dev"].as_f64().unwrap()).abs() <= 1e-9, "{name}: dev on sklearn weights");
+        // The one-vs-rest reverse classifier against scikit-learn's, and its reverse-validation accuracy.
+        let pseudo = pseudo_labels(tl.view()).unwrap();
+        let rev = reverse_classifier_scores(tf.view(), &pseudo, tl.ncols(), sf.view(), &settings.reverse_classifier)
+            .unwrap_or_else(|e| panic!("{name}: reverse classifier: {e}"));
+        let want_rev = matrix(&case["reverse_scores"]);
+        for (a, b) in rev.iter().zip(&want_rev) {
+            let diff = (a - b).abs() / b.abs().max(1.0);
+            assert!(diff <= 1e-6, "{name}: reverse score {a} vs scikit-learn {b}");
+        }
+        let acc = reverse_validation(rev.view(), &sy).unwrap();
+        let want_acc = case["expected"]["reverse_linear"].as_f64().unwrap();
+        assert!((acc - want_acc).abs() <= 1e-12, "{name}: reverse_linear {acc} vs {want_acc}");
     }
     eprintln!("worst score difference {worst_score:e}, worst relative weight difference {worst_weight:e}");
 }
@@ -305,4 +318,22 @@ fn errors_name_the_input_and_never_panic() {
         msg(Validator::Dev.score(&inputs).unwrap_err()),
         "`source_features` has 39 rows, but `source_logits` has 40"
     );
+}
+
+/// A class no target sample is pseudo-labelled with is never predicted back; a single pseudo-class is predicted
+/// everywhere; separable pseudo-labels learnt back give the source labels where the source has the same clusters.
+#[test]
+fn reverse_classifier_edge_cases() {
+    let xt = array![[-2.0, 0.1], [-1.5, -0.2], [2.0, 0.3], [1.7, -0.1]];
+    let xs = array![[-1.8, 0.0], [1.9, 0.2]];
+    let s = DomainClassifier::default();
+    let rev = reverse_classifier_scores(xt.view(), &[0, 0, 2, 2], 3, xs.view(), &s).unwrap();
+    assert!(rev.column(1).iter().all(|&v| v == f64::MIN));
+    assert_eq!(reverse_validation(rev.view(), &[0, 2]).unwrap(), 1.0);
+    let one = reverse_classifier_scores(xt.view(), &[1, 1, 1, 1], 3, xs.view(), &s).unwrap();
+    assert_eq!(reverse_validation(one.view(), &[1, 1]).unwrap(), 1.0);
+    let e = reverse_classifier_scores(xt.view(), &[0, 3, 0, 0], 3, xs.view(), &s).unwrap_err().to_string();
+    assert_eq!(e, "`pseudo_labels`[1] = 3 is not a class index in 0..3");
+    let e = reverse_classifier_scores(xt.view(), &[0, 1], 3, xs.view(), &s).unwrap_err().to_string();
+    assert_eq!(e, "`pseudo_labels` has 2 entries, but `target_features rows` has 4");
 }

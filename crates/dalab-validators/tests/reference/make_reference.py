@@ -69,6 +69,26 @@ def importance_weights(source, target, train_source, c):
     return np.exp(clf.decision_function(source)) * len(train) / len(target)
 
 
+def reverse_scores(target_features, pseudo, k, source_features, c):
+    """One-vs-rest LogisticRegression(C=c) of pseudo == j on the target features, decision values at the source
+    rows; a class nobody is pseudo-labelled with scores float64 min, a single pseudo-class scores 0 (the others
+    min)."""
+    out = np.full((len(source_features), k), np.finfo(np.float64).min)
+    counts = np.bincount(pseudo, minlength=k)
+    if counts.max() == len(pseudo):
+        out[:, int(np.argmax(counts))] = 0.0
+        return out
+    for j in range(k):
+        if counts[j] == 0:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            clf = LogisticRegression(C=c, fit_intercept=True, solver="newton-cholesky", tol=1e-12, max_iter=1000)
+            clf.fit(target_features, (pseudo == j).astype(float))
+        out[:, j] = clf.decision_function(source_features)
+    return out
+
+
 def iwcv(logits, labels, w):
     return float(np.mean(w * (np.argmax(logits, axis=1) == labels)))
 
@@ -103,6 +123,8 @@ def make_case(name, seed, n_v, n_t, k, d, c, shift, n_train=None, saturate=False
         source_logits[0] = [-50.0, 50.0] + [0.0] * (k - 2)
         source_logits[-1] = 0.0
     w = importance_weights(source_features, target_features, train_features, c)
+    pseudo = np.argmax(target_logits, axis=1)
+    rev = reverse_scores(target_features, pseudo, k, source_features, c)
     expected = {
         "source_val": accuracy(source_logits, source_labels),
         "entropy": neg_entropy(target_logits),
@@ -112,6 +134,7 @@ def make_case(name, seed, n_v, n_t, k, d, c, shift, n_train=None, saturate=False
         "iwcv": iwcv(source_logits, source_labels, w),
         "dev": dev(source_logits, source_labels, w),
         "reverse": accuracy(reverse_logits, source_labels),
+        "reverse_linear": accuracy(rev, source_labels),
         "target_oracle": accuracy(target_logits, target_labels),
     }
     return {
@@ -126,6 +149,7 @@ def make_case(name, seed, n_v, n_t, k, d, c, shift, n_train=None, saturate=False
         "source_train_features": None if train_features is None else train_features.tolist(),
         "reverse_source_logits": reverse_logits.tolist(),
         "weights": w.tolist(),
+        "reverse_scores": rev.tolist(),
         "expected": expected,
     }
 
