@@ -1170,3 +1170,83 @@ fn extends_null_removes_an_inherited_method() {
     assert_eq!(listed("extends: base.yaml\nname: c\nmethods:\n  coral: null\n"), ["dann"]);
     assert_eq!(listed("extends: base.yaml\nname: c\nmethods: {coral: ~, dann: {trade_off: null}}\n"), ["dann"]);
 }
+
+/// Every listed validator is scored at every evaluation into metrics.jsonl and result.json (`evaluations`, the same
+/// records); `selection: dev` saves the evaluation with the highest DEV score as `model.safetensors`; the saved
+/// model's target predictions give the selected evaluation's entropy and IM score again (recomputed here from
+/// `dalab predict`'s probabilities, printed to 6 decimals); validators absent from the list are not scored.
+#[test]
+fn validators_are_scored_at_every_evaluation_and_select_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = ["source_val", "entropy", "im", "bnm", "snd", "iwcv", "dev", "reverse"];
+    let yaml = format!(
+        "name: val
+dataset: {{name: moons}}
+tasks: [moons→moons-rotated]
+methods: {{dann: {{}}}}
+model: {{backbone: {{kind: mlp, hidden: [15], activation: sigmoid}}}}
+optim: {{lr: 0.05}}
+schedule: {{kind: constant}}
+train: {{iterations: 300, batch_size: 32, eval_interval: 50, threads: 1, validators: [{}]}}
+selection: dev
+",
+        all.join(", ")
+    );
+    std::fs::write(tmp.path().join("val.yaml"), yaml).unwrap();
+    let out = dalab(&["run", "val.yaml", "--runs-dir", "runs"], tmp.path());
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    assert!(so.contains("model selection: dev."), "{so}");
+    let d = trial_dirs(&tmp.path().join("runs/val")).remove(0);
+    let r = read_json(&d.join("result.json"));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(d.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let evals = r["evaluations"].as_array().unwrap();
+    assert_eq!(evals, &lines);
+    assert_eq!(evals.iter().map(|e| e["step"].as_u64().unwrap()).collect::<Vec<_>>(), [50, 100, 150, 200, 250, 300]);
+    for e in evals {
+        let names: Vec<&str> = e["validators"].as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = all.to_vec();
+        want.sort();
+        assert_eq!(names, want, "{e}");
+        assert_eq!(e["validators"]["source_val"], e["source_val"], "source_val is the held-out accuracy");
+    }
+    let dev = |e: &serde_json::Value| e["validators"]["dev"].as_f64().unwrap();
+    let best = evals.iter().fold(&evals[0], |b, e| if dev(e) > dev(b) { e } else { b });
+    assert_eq!(&r["selected"], best);
+    assert_eq!(r["selection"], "dev");
+    assert_eq!(r["oracle"], false);
+
+    let out = dalab(&["predict", d.to_str().unwrap(), "--domain", "moons-rotated"], tmp.path());
+    let (csv, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    let p: Vec<[f64; 2]> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<f64> = l.split(',').map(|v| v.parse().unwrap()).collect();
+            [f[3], f[4]]
+        })
+        .collect();
+    let h = |q: &[f64; 2]| -q.iter().filter(|&&v| v > 0.0).map(|&v| v * v.ln()).sum::<f64>();
+    let n = p.len() as f64;
+    let neg_entropy = -p.iter().map(h).sum::<f64>() / n;
+    let mean = [p.iter().map(|q| q[0]).sum::<f64>() / n, p.iter().map(|q| q[1]).sum::<f64>() / n];
+    let im = h(&mean) + neg_entropy;
+    let got = |k: &str| best["validators"][k].as_f64().unwrap();
+    assert!((neg_entropy - got("entropy")).abs() < 1e-4, "{neg_entropy} vs {}", got("entropy"));
+    assert!((im - got("im")).abs() < 1e-4, "{im} vs {}", got("im"));
+
+    // The default list: the four target-only validators, no source-val split.
+    let yaml = "name: def\ndataset: {name: moons}\ntasks: [moons→moons-rotated]\nmethods: {source-only: {}}\n\
+                train: {iterations: 20, eval_interval: 10, threads: 1}\n";
+    std::fs::write(tmp.path().join("def.yaml"), yaml).unwrap();
+    assert!(dalab(&["run", "def.yaml", "--runs-dir", "runs"], tmp.path()).status.success());
+    let r = read_json(&trial_dirs(&tmp.path().join("runs/def")).remove(0).join("result.json"));
+    let names: Vec<&String> = r["last"]["validators"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["bnm", "entropy", "im", "snd"]);
+    assert!(r["last"].get("source_val").is_none());
+}

@@ -164,6 +164,9 @@ pub struct TrialResult {
     pub oracle: bool,
     pub selected: EvalRecord,
     pub last: EvalRecord,
+    /// Every evaluation (step, accuracies, validator scores), in order. Empty in results of older versions.
+    #[serde(default)]
+    pub evaluations: Vec<EvalRecord>,
     pub steps: usize,
     pub seconds: f64,
     pub device: String,
@@ -347,6 +350,7 @@ fn train_and_record(
         oracle: outcome.oracle,
         selected: outcome.selected,
         last: outcome.last,
+        evaluations: outcome.evaluations,
         steps: outcome.steps,
         seconds: outcome.seconds,
         device: outcome.device,

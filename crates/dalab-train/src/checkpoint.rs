@@ -24,6 +24,9 @@ pub struct CheckpointState {
     /// Batches drawn from the source, target and labelled-target streams.
     pub drawn: [usize; 3],
     pub last: Option<EvalRecord>,
+    /// Every evaluation so far.
+    #[serde(default)]
+    pub evaluations: Vec<EvalRecord>,
     /// Score, evaluation and stage index of the model kept by the selection rule (its tensors are `best/...`).
     pub best: Option<(f64, EvalRecord, usize)>,
     /// The tensor file.

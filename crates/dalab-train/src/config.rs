@@ -3,6 +3,7 @@
 use dalab_core::Validate;
 use dalab_core::schedule::LrSchedule;
 use dalab_nn::BackboneConfig;
+pub use dalab_validators::{Settings as ValidatorSettings, Validator};
 use serde::{Deserialize, Serialize};
 
 /// `model:` the network shared by all methods of the experiment.
@@ -166,8 +167,19 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// libtorch intra-op threads; 0 = libtorch's default (the number of cores).
     pub threads: usize,
-    /// Fraction of the source held out for `selection: source_val`.
+    /// Fraction of the source held out as the source-val split, which `selection: source_val` and the validators
+    /// `source_val`, `iwcv`, `dev` and `reverse` score on (held out only when one of them is asked for).
     pub source_val_fraction: f64,
+    /// Validators scored at every evaluation besides the selection's (docs/model-selection.md); each lands in
+    /// metrics.jsonl, TensorBoard (`validator/<name>`) and result.json. The default, the four that need neither
+    /// the source-val split nor features (`entropy`, `im`, `bnm`, `snd`), is not written out, so trial ids of
+    /// experiments that do not set it are unchanged.
+    #[serde(skip_serializing_if = "is_default_validators")]
+    pub validators: Vec<Validator>,
+    /// Settings of the validators (SND's temperature, the logistic regressions of IWCV/DEV and of the reverse
+    /// classifier). Not written out when default.
+    #[serde(skip_serializing_if = "is_default_validator_settings")]
+    pub validator_settings: ValidatorSettings,
     /// Hand training batches to the method as sparse COO tensors (2-d features and an MLP backbone only: its first
     /// layer becomes a sparse × dense product). Faster on very sparse inputs such as the Amazon review counts
     /// (~1.5% non-zero); evaluation stays dense. Not written out when false, so trial ids of experiments that do not
@@ -185,6 +197,17 @@ fn is_zero(v: &usize) -> bool {
     *v == 0
 }
 
+/// `train.validators`' default.
+pub const DEFAULT_VALIDATORS: [Validator; 4] = [Validator::Entropy, Validator::Im, Validator::Bnm, Validator::Snd];
+
+fn is_default_validators(v: &[Validator]) -> bool {
+    v == DEFAULT_VALIDATORS
+}
+
+fn is_default_validator_settings(v: &ValidatorSettings) -> bool {
+    *v == ValidatorSettings::default()
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -197,6 +220,8 @@ impl Default for TrainConfig {
             source_val_fraction: 0.1,
             sparse_inputs: false,
             checkpoint_interval: 0,
+            validators: DEFAULT_VALIDATORS.to_vec(),
+            validator_settings: ValidatorSettings::default(),
         }
     }
 }
@@ -232,35 +257,117 @@ impl Validate for TrainConfig {
         if !(self.source_val_fraction > 0.0 && self.source_val_fraction < 1.0) {
             return Err(format!("source_val_fraction: must be in (0, 1), got {}", self.source_val_fraction));
         }
+        for (i, v) in self.validators.iter().enumerate() {
+            if v.is_oracle() {
+                return Err(format!(
+                    "validators[{i}]: `target_oracle` is not a validator to score: every evaluation records the \
+                     target accuracy already (`selection: target_oracle` selects by it)"
+                ));
+            }
+            if self.validators[..i].contains(v) {
+                return Err(format!("validators[{i}]: `{v}` is listed twice"));
+            }
+        }
+        let vs = &self.validator_settings;
+        if !(vs.snd_temperature.is_finite() && vs.snd_temperature > 0.0) {
+            return Err(format!(
+                "validator_settings.snd_temperature: must be a finite number > 0, got {}",
+                vs.snd_temperature
+            ));
+        }
+        for (k, c) in [("domain_classifier", &vs.domain_classifier), ("reverse_classifier", &vs.reverse_classifier)] {
+            if !(c.c.is_finite() && c.c > 0.0) {
+                return Err(format!("validator_settings.{k}.c: must be a finite number > 0, got {}", c.c));
+            }
+            if !(c.tolerance.is_finite() && c.tolerance > 0.0) {
+                return Err(format!(
+                    "validator_settings.{k}.tolerance: must be a finite number > 0, got {}",
+                    c.tolerance
+                ));
+            }
+            if c.max_iterations == 0 {
+                return Err(format!("validator_settings.{k}.max_iterations: must be >= 1, got 0"));
+            }
+            at_most_iterations(&format!("validator_settings.{k}.max_iterations"), &c.max_iterations)?;
+        }
         Ok(())
     }
 }
 
-/// `selection:` which evaluation's model is the result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+/// `selection:` which evaluation's model is the result: `last`, or the evaluation with the best score of a
+/// validator (`source_val`, `entropy`, `im`, `bnm`, `snd`, `iwcv`, `dev`, `reverse`; docs/model-selection.md), or
+/// the ORACLE `target_oracle` (the best *target* accuracy — target labels used for model selection, which no
+/// unsupervised method can do; every table marks results selected this way). Written as the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Selection {
     /// The model at the end of training.
     #[default]
     Last,
-    /// The evaluation with the best accuracy on a held-out part of the source (`train.source_val_fraction`).
-    SourceVal,
-    /// ORACLE: the evaluation with the best *target* accuracy. Uses target labels for model selection, which
-    /// no unsupervised method can do; every table marks results selected this way.
-    TargetOracle,
+    /// The evaluation with the highest score of the validator.
+    By(Validator),
 }
 
 impl Selection {
+    /// `selection: source_val`.
+    pub const SOURCE_VAL: Selection = Selection::By(Validator::SourceVal);
+    /// `selection: target_oracle`.
+    pub const TARGET_ORACLE: Selection = Selection::By(Validator::TargetOracle);
+
     pub fn is_oracle(self) -> bool {
-        self == Selection::TargetOracle
+        self == Selection::TARGET_ORACLE
     }
 
-    pub fn label(self) -> &'static str {
+    /// The validator, unless `last`.
+    pub fn validator(self) -> Option<Validator> {
+        match self {
+            Selection::Last => None,
+            Selection::By(v) => Some(v),
+        }
+    }
+
+    /// The name as written in an experiment file.
+    pub fn name(self) -> &'static str {
         match self {
             Selection::Last => "last",
-            Selection::SourceVal => "source_val",
-            Selection::TargetOracle => "target_oracle (ORACLE: uses target labels)",
+            Selection::By(v) => v.name(),
         }
+    }
+
+    /// The name for tables: the oracle says so.
+    pub fn label(self) -> &'static str {
+        match self {
+            Selection::By(Validator::TargetOracle) => "target_oracle (ORACLE: uses target labels)",
+            s => s.name(),
+        }
+    }
+}
+
+impl std::str::FromStr for Selection {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "last" {
+            return Ok(Selection::Last);
+        }
+        s.parse::<Validator>().map(Selection::By).map_err(|_| {
+            format!(
+                "unknown selection `{s}`, expected `last` or a validator: {}",
+                Validator::ALL.map(Validator::name).join(", ")
+            )
+        })
+    }
+}
+
+impl Serialize for Selection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Selection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

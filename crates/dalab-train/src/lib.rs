@@ -13,7 +13,8 @@ pub mod sink;
 pub mod stream;
 
 pub use config::{
-    ModelConfig, OptimConfig, OptimKind, OptimOverride, Selection, SettingConfig, TrainConfig, TrainSettings,
+    DEFAULT_VALIDATORS, ModelConfig, OptimConfig, OptimKind, OptimOverride, Selection, SettingConfig, TrainConfig,
+    TrainSettings, Validator, ValidatorSettings,
 };
 pub use sink::{JsonlSink, Sink, TensorBoardSink};
 
@@ -26,6 +27,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use stream::{BatchStream, DomainInputs, labels_tensor};
 use tch::{Device, Kind, Tensor, nn};
@@ -71,6 +73,14 @@ pub struct EvalRecord {
     /// On the separate target test set, where the dataset has one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub target_test: Option<f64>,
+    /// The scores of the validators of `train.validators` and of `selection:` at this evaluation (higher is
+    /// better; docs/model-selection.md), by name. None of them reads a target label.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub validators: BTreeMap<String, f64>,
+    /// Validators that could not score this evaluation, with the reason (e.g. a domain classifier that did not
+    /// converge); such an evaluation is no candidate of a selection by that validator.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub validator_errors: BTreeMap<String, String>,
 }
 
 impl EvalRecord {
@@ -99,6 +109,9 @@ pub struct TrialOutcome {
     pub selected: EvalRecord,
     /// The last evaluation.
     pub last: EvalRecord,
+    /// Every evaluation, in order (the last is `last`): accuracies and validator scores per step.
+    #[serde(default)]
+    pub evaluations: Vec<EvalRecord>,
     /// Steps run.
     pub steps: usize,
     /// Wall-clock seconds of training and evaluation.
@@ -123,26 +136,6 @@ pub struct TrialSpec<'a> {
     pub out_dir: Option<&'a std::path::Path>,
 }
 
-/// Evaluates classification accuracy of `predict` on `(x, y)` in batches, without gradients.
-fn accuracy(
-    method: &dyn dalab_core::Method,
-    x: &DomainInputs,
-    y: &Tensor,
-    batch: usize,
-    device: Device,
-) -> Result<f64> {
-    tch::no_grad(|| {
-        let mut correct = 0i64;
-        x.for_each_batch::<Error>(batch, device, |start, xb| {
-            let pred = method.predict(xb).argmax(-1, false);
-            let len = xb.size()[0];
-            correct += pred.eq_tensor(&y.narrow(0, start, len)).sum(Kind::Int64).int64_value(&[]);
-            Ok(())
-        })?;
-        Ok(correct as f64 / x.len().max(1) as f64)
-    })
-}
-
 /// Class logits of `method` on every sample of `x`, in order (eval mode, no gradients), as `[n, classes]` on the
 /// CPU: what `dalab predict` and `dalab eval` score a saved model with.
 pub fn predict_all(
@@ -162,24 +155,134 @@ pub fn predict_all(
     })
 }
 
+/// Logits of `method` on every sample of `x` (and its features, `method.features`, when `features`), in order,
+/// as CPU tensors; eval mode, no gradients.
+fn forward(
+    method: &dyn dalab_core::Method,
+    x: &DomainInputs,
+    batch: usize,
+    device: Device,
+    features: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    tch::no_grad(|| {
+        let (mut logits, mut feats) = (Vec::new(), Vec::new());
+        x.for_each_batch::<Error>(batch, device, |_, xb| {
+            logits.push(method.predict(xb).to_device(Device::Cpu));
+            if features {
+                feats.push(method.features(xb).flatten(1, -1).to_device(Device::Cpu));
+            }
+            Ok(())
+        })?;
+        Ok((Tensor::cat(&logits, 0), features.then(|| Tensor::cat(&feats, 0))))
+    })
+}
+
+/// The fraction of rows of `logits` whose argmax is the label.
+fn accuracy_of(logits: &Tensor, y: &Tensor) -> f64 {
+    let n = logits.size()[0];
+    let correct = logits.argmax(-1, false).eq_tensor(&y.to_device(Device::Cpu)).sum(Kind::Int64).int64_value(&[]);
+    correct as f64 / n.max(1) as f64
+}
+
+/// A `[n, d]` tensor as an f64 array.
+fn array2(t: &Tensor) -> Result<ndarray::Array2<f64>> {
+    let size = t.size();
+    let (n, d) = (size[0] as usize, size.get(1).copied().unwrap_or(1) as usize);
+    let v = Vec::<f64>::try_from(t.to_kind(Kind::Double).contiguous().flatten(0, -1))?;
+    ndarray::Array2::from_shape_vec((n, d), v).map_err(|e| Error::Invalid(format!("tensor of shape {size:?}: {e}")))
+}
+
 struct EvalSet {
     source: (DomainInputs, Tensor),
     source_val: Option<(DomainInputs, Tensor)>,
     target: (DomainInputs, Tensor),
     target_test: Option<(DomainInputs, Tensor)>,
     device: Device,
+    /// Validators scored at every evaluation, in order (the selection's included).
+    validators: Vec<Validator>,
+    validator_settings: ValidatorSettings,
+    /// The source-val labels as the validators read them.
+    source_val_labels: Vec<i64>,
 }
 
 impl EvalSet {
+    /// Accuracies on every split and the validators' scores. Target labels are read for the accuracies only: the
+    /// validators get logits and features (and the source-val labels), never `target.1`.
     fn evaluate(&self, m: &dyn dalab_core::Method, step: usize, b: usize) -> Result<EvalRecord> {
-        let acc = |(x, y): &(DomainInputs, Tensor)| accuracy(m, x, y, b, self.device);
-        Ok(EvalRecord {
+        let features =
+            self.validators.iter().any(|v| matches!(v, Validator::Iwcv | Validator::Dev | Validator::Reverse));
+        let run = |x: &DomainInputs, f: bool| forward(m, x, b, self.device, f);
+        let (src_logits, src_feats) = run(&self.source.0, features)?;
+        let val = self.source_val.as_ref().map(|(x, _)| run(x, features)).transpose()?;
+        let (tgt_logits, tgt_feats) = run(&self.target.0, features)?;
+        let test = self.target_test.as_ref().map(|(x, _)| run(x, false)).transpose()?;
+        let mut rec = EvalRecord {
             step,
-            source: acc(&self.source)?,
-            source_val: self.source_val.as_ref().map(acc).transpose()?,
-            target: acc(&self.target)?,
-            target_test: self.target_test.as_ref().map(acc).transpose()?,
-        })
+            source: accuracy_of(&src_logits, &self.source.1),
+            source_val: val.as_ref().zip(self.source_val.as_ref()).map(|((l, _), (_, y))| accuracy_of(l, y)),
+            target: accuracy_of(&tgt_logits, &self.target.1),
+            target_test: test.as_ref().zip(self.target_test.as_ref()).map(|((l, _), (_, y))| accuracy_of(l, y)),
+            validators: BTreeMap::new(),
+            validator_errors: BTreeMap::new(),
+        };
+        if self.validators.is_empty() {
+            return Ok(rec);
+        }
+        let opt_array = |t: Option<&Tensor>| t.map(array2).transpose();
+        let target_logits = array2(&tgt_logits)?;
+        let (val_logits, val_feats) = match &val {
+            Some((l, f)) => (Some(array2(l)?), opt_array(f.as_ref())?),
+            None => (None, None),
+        };
+        let target_features = opt_array(tgt_feats.as_ref())?;
+        let train_features = opt_array(src_feats.as_ref())?;
+        let mut reverse = None;
+        if self.validators.contains(&Validator::Reverse)
+            && let (Some(tf), Some(vf)) = (&target_features, &val_feats)
+        {
+            let scores = dalab_validators::pseudo_labels(target_logits.view()).and_then(|pseudo| {
+                dalab_validators::reverse_classifier_scores(
+                    tf.view(),
+                    &pseudo,
+                    target_logits.ncols(),
+                    vf.view(),
+                    &self.validator_settings.reverse_classifier,
+                )
+            });
+            match scores {
+                Ok(s) => reverse = Some(s),
+                Err(e) => {
+                    rec.validator_errors.insert("reverse".into(), e.to_string());
+                }
+            }
+        }
+        let inputs = dalab_validators::Inputs {
+            source_logits: val_logits.as_ref().map(|a| a.view()),
+            source_labels: val.as_ref().map(|_| self.source_val_labels.as_slice()),
+            target_logits: Some(target_logits.view()),
+            target_labels: None,
+            source_features: val_feats.as_ref().map(|a| a.view()),
+            target_features: target_features.as_ref().map(|a| a.view()),
+            source_train_features: train_features.as_ref().map(|a| a.view()),
+            reverse_source_logits: reverse.as_ref().map(|a| a.view()),
+        };
+        for (v, score) in dalab_validators::score_all(&self.validators, &inputs, &self.validator_settings) {
+            if rec.validator_errors.contains_key(v.name()) {
+                continue;
+            }
+            match score {
+                Ok(x) if x.is_finite() => {
+                    rec.validators.insert(v.name().into(), x);
+                }
+                Ok(x) => {
+                    rec.validator_errors.insert(v.name().into(), format!("the score is {x}"));
+                }
+                Err(e) => {
+                    rec.validator_errors.insert(v.name().into(), e.to_string());
+                }
+            }
+        }
+        Ok(rec)
     }
 }
 
@@ -461,7 +564,17 @@ fn train_inner(
         let i: Vec<i64> = ix.iter().map(|&k| k as i64).collect();
         y.index_select(0, &Tensor::from_slice(&i).to_device(device))
     };
-    let (train_src, source_val) = if st.selection == Selection::SourceVal {
+    // The validators scored at every evaluation: `train.validators` and the selection's (not the oracle, which is
+    // the target accuracy every evaluation has). The source-val split is held out when one of them scores on it.
+    let mut validators = tc.validators.clone();
+    if let Some(v) = st.selection.validator()
+        && !v.is_oracle()
+        && !validators.contains(&v)
+    {
+        validators.push(v);
+    }
+    let hold_out = validators.iter().any(|v| v.needs().contains(&dalab_validators::Input::SourceLabels));
+    let (train_src, source_val) = if hold_out {
         let n = task.source.len();
         let n_val = ((n as f64) * tc.source_val_fraction).round() as usize;
         if n_val == 0 || n_val >= n {
@@ -477,6 +590,8 @@ fn train_inner(
     } else {
         ((xs, ys), None)
     };
+    let source_val_labels =
+        source_val.as_ref().map(|(_, y)| Vec::<i64>::try_from(y.to_device(Device::Cpu))).transpose()?;
     let xt_all = DomainInputs::new(&task.target.x, device);
     let yt_all = labels_tensor(&task.target.y, device); // the evaluator's, and the granted settings'
     // The setting: which target samples come with labels. Semi-supervised: k per class, chosen by the seed, kept
@@ -516,6 +631,9 @@ fn train_inner(
         target: (xt, yt),
         target_test: task.target_test.as_ref().map(|d| (DomainInputs::new(&d.x, device), labels_tensor(&d.y, device))),
         device,
+        source_val_labels: source_val_labels.unwrap_or_default(),
+        validators,
+        validator_settings: tc.validator_settings.clone(),
     };
 
     // Model: backbone from `model:`, then the method around it; its groups' optimizers; its stages.
@@ -584,10 +702,12 @@ fn train_inner(
     let mut best: Option<(f64, EvalRecord, usize, Snapshot)> = None;
     let (first_stage, first_iter, mut step) =
         resume.as_ref().map_or((0, 0, 0), |c| (c.stage, c.stage_iteration, c.step));
-    let score_of = |rec: &EvalRecord| match st.selection {
-        Selection::Last => None,
-        Selection::SourceVal => Some(rec.source_val.unwrap_or(f64::NAN)),
-        Selection::TargetOracle => Some(rec.target_test.unwrap_or(rec.target)),
+    let mut evaluations: Vec<EvalRecord> = resume.as_ref().map_or_else(Vec::new, |c| c.evaluations.clone());
+    // The selection's score of an evaluation; None = no candidate (`last`, or a validator that failed there).
+    let score_of = |rec: &EvalRecord| match st.selection.validator() {
+        None => None,
+        Some(v) if v.is_oracle() => Some(rec.target_test.unwrap_or(rec.target)),
+        Some(v) => rec.validators.get(v.name()).copied(),
     };
     for (si, (stage, n)) in stages.iter().enumerate().skip(first_stage) {
         method.begin_stage(stage, &vs)?;
@@ -673,6 +793,7 @@ fn train_inner(
                 {
                     best = Some((score, rec.clone(), si, snapshot(&vs)));
                 }
+                evaluations.push(rec.clone());
                 last = Some(rec);
             }
             if ckpt_interval > 0 && step % ckpt_interval == 0 && step < total {
@@ -695,6 +816,7 @@ fn train_inner(
                     stage_iteration: it2,
                     drawn: [src_stream.drawn(), tgt_stream.drawn(), lab_stream.as_ref().map_or(0, |s| s.drawn())],
                     last: last.clone(),
+                    evaluations: evaluations.clone(),
                     best: best.as_ref().map(|(s, r, st, _)| (*s, r.clone(), *st)),
                     tensors: String::new(),
                 };
@@ -711,6 +833,16 @@ fn train_inner(
             &dir.join("model-last.safetensors"),
             &vs.variables().into_iter().collect::<Vec<_>>(),
         )?;
+    }
+    // The last model is on disk before a selection that could not score anything is reported.
+    if let Some(v) = st.selection.validator()
+        && best.is_none()
+    {
+        let why = evaluations
+            .iter()
+            .find_map(|r| r.validator_errors.get(v.name()).map(|e| format!("step {}: {e}", r.step)))
+            .unwrap_or_else(|| "no score recorded".into());
+        return Err(Error::Invalid(format!("selection: `{v}` could not score any evaluation ({why})")));
     }
     let selected = match best {
         Some((_, rec, _, snap)) => {
@@ -738,6 +870,7 @@ fn train_inner(
         oracle: st.selection.is_oracle(),
         selected,
         last,
+        evaluations,
         steps: total,
         seconds: started.elapsed().as_secs_f64(),
         device: dalab_core::device::describe(device),
@@ -786,6 +919,8 @@ pub fn fit_classic(
             source_val: None,
             target: score(&xt, &task.target.y),
             target_test: task.target_test.as_ref().map(|d| Ok::<_, Error>(score(&rows_f64(d)?, &d.y))).transpose()?,
+            validators: BTreeMap::new(),
+            validator_errors: BTreeMap::new(),
         };
         for s in sinks.iter_mut() {
             s.step(0, &fitted.scalars)?;
@@ -795,7 +930,8 @@ pub fn fit_classic(
             selection: Selection::Last,
             oracle: false,
             selected: rec.clone(),
-            last: rec,
+            last: rec.clone(),
+            evaluations: vec![rec],
             steps: 0,
             seconds: started.elapsed().as_secs_f64(),
             device: "cpu".into(),

@@ -15,7 +15,8 @@ pub trait Sink {
     fn flush(&mut self) -> Result<()>;
 }
 
-/// Writes TensorBoard event files: step scalars under their names, evaluations under `accuracy/<split>`.
+/// Writes TensorBoard event files: step scalars under their names, evaluations under `accuracy/<split>` and
+/// `validator/<name>`.
 #[derive(Debug)]
 pub struct TensorBoardSink {
     writer: EventWriter,
@@ -43,6 +44,9 @@ impl Sink for TensorBoardSink {
     fn eval(&mut self, r: &EvalRecord) -> Result<()> {
         for (k, v) in r.accuracies() {
             self.writer.add_scalar(&format!("accuracy/{k}"), v, r.step as i64)?;
+        }
+        for (k, v) in &r.validators {
+            self.writer.add_scalar(&format!("validator/{k}"), *v, r.step as i64)?;
         }
         self.writer.flush()?;
         Ok(())
