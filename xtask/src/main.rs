@@ -8,6 +8,8 @@
 //! - `cargo xtask bench-metrics`: dalab-metrics next to the NumPy/scikit-learn peer, medians and ratios.
 //! - `cargo xtask reproduce [--quick] [TABLE...]`: the paper tables of experiments/reproduce/, regenerating
 //!   docs/results/ (`--quick`: the smoke run the test command ends with).
+//! - `cargo xtask selection [--quick] [TABLE...]`: the same for the selection-regret studies of
+//!   experiments/selection/ (`dalab report --selection`), into docs/results/selection-<table>.md.
 
 mod bench_metrics;
 mod reproduce;
@@ -38,8 +40,9 @@ fn main() -> ExitCode {
             // The bench crate also holds libtorch benches, so it needs the install.
             check_rustflags().and_then(|_| setup(&parse_setup(&[])?)).and_then(|_| bench_metrics::run(&args[1..]))
         }
-        Some("reproduce") => {
-            check_rustflags().and_then(|_| setup(&parse_setup(&[])?)).and_then(|_| reproduce::run(&args[1..]))
+        Some(cmd @ ("reproduce" | "selection")) => {
+            let suite = if cmd == "reproduce" { &reproduce::REPRODUCE } else { &reproduce::SELECTION };
+            check_rustflags().and_then(|_| setup(&parse_setup(&[])?)).and_then(|_| reproduce::run(suite, &args[1..]))
         }
         Some("-h" | "--help" | "help") | None => {
             eprintln!("{}", USAGE);
@@ -63,6 +66,8 @@ const USAGE: &str = "usage: cargo xtask <task>
   test [ARGS...]                         setup, then run all tests (cargo nextest run --workspace ARGS...)
   bench-metrics [ARGS...]                dalab-metrics vs the NumPy/scikit-learn peer (--help for options)
   reproduce [--quick] [TABLE...]         run the paper tables of experiments/reproduce/, write docs/results/
+  selection [--quick] [TABLE...]         run the selection-regret studies of experiments/selection/, write
+                                         docs/results/selection-<table>.md
 environment: DALAB_CACHE_DIR (default ~/.cache/dalab), DALAB_TORCH=cpu|cuda (default: cuda when nvidia-smi sees a GPU)";
 
 fn repo_root() -> PathBuf {
@@ -379,7 +384,8 @@ fn test(args: &[String]) -> Result<()> {
     // The reproduction suite's smoke run, on the benchmark files when they are here (CI has ../shared).
     if args.is_empty() {
         if reproduce::data_available(&root) {
-            reproduce::run(&["--quick".to_string()])?;
+            reproduce::run(&reproduce::REPRODUCE, &["--quick".to_string()])?;
+            reproduce::run(&reproduce::SELECTION, &["--quick".to_string()])?;
         } else {
             eprintln!("xtask: no benchmark data (DALAB_DATA_DIR, ../shared/datasets); skipping `reproduce --quick`");
         }

@@ -12,9 +12,37 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-const TABLES_DIR: &str = "experiments/reproduce";
+/// A family of tables: where its experiment files are, how `--quick` cuts them, what the report adds.
+pub struct Suite {
+    /// The xtask subcommand.
+    pub command: &'static str,
+    /// The folder of its experiment files (and of `reference/<table>.yaml` paper numbers, where any).
+    pub dir: &'static str,
+    /// `--set` overrides of the quick mode, per table (a table not listed runs whole).
+    pub quick: &'static [(&'static str, &'static [&'static str])],
+    /// Extra `dalab report` flags, and the extra report file they write (appended to the document).
+    pub report: Option<(&'static str, &'static str)>,
+    /// `docs/results/<prefix><table>.md`.
+    pub prefix: &'static str,
+}
 
-/// `--set` overrides of the quick mode, per table (a table not listed runs whole).
+/// `cargo xtask reproduce`: the paper tables.
+pub const REPRODUCE: Suite =
+    Suite { command: "reproduce", dir: "experiments/reproduce", quick: QUICK, report: None, prefix: "" };
+
+/// `cargo xtask selection`: the selection-regret studies of experiments/selection/ (docs/model-selection.md).
+pub const SELECTION: Suite = Suite {
+    command: "selection",
+    dir: "experiments/selection",
+    quick: &[
+        ("amazon-dann-lambda", &["tasks=[books→kitchen]", "seeds=[0]", "train.iterations=400"]),
+        ("office-caltech-surf-dann-lambda", &["tasks=[A→W]", "seeds=[0]", "train.iterations=400"]),
+    ],
+    report: Some(("--selection", "selection.md")),
+    prefix: "selection-",
+};
+
+/// `--set` overrides of the quick mode of the paper tables, per table (a table not listed runs whole).
 const QUICK: &[(&str, &[&str])] = &[
     ("coral-table1", &["tasks=[A→W]"]),
     ("coral-table3", &["tasks=[A→W]", "seeds=[0]"]),
@@ -53,15 +81,15 @@ fn parse(args: &[String]) -> Result<Opts> {
     Ok(o)
 }
 
-const USAGE: &str = "usage: cargo xtask reproduce [--quick] [--jobs N] [--runs-dir DIR] [TABLE...]
-  TABLE: a file stem of experiments/reproduce/*.yaml (default: all)
+const USAGE: &str = "usage: cargo xtask reproduce|selection [--quick] [--jobs N] [--runs-dir DIR] [TABLE...]
+  TABLE: a file stem of experiments/reproduce/*.yaml (selection: experiments/selection/*.yaml; default: all)
   --quick     smoke run (dev build, a task or two per table; results under the runs dir, not docs/)
   --jobs N    trials at a time (default 2)
   --runs-dir  where the trials go (default: runs, or target/reproduce-quick with --quick)";
 
-/// Every table of experiments/reproduce/, sorted.
-fn all_tables(root: &Path) -> Result<Vec<String>> {
-    let dir = root.join(TABLES_DIR);
+/// Every table of the suite's folder, sorted.
+fn all_tables(root: &Path, suite: &Suite) -> Result<Vec<String>> {
+    let dir = root.join(suite.dir);
     let mut v: Vec<String> = std::fs::read_dir(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(|e| e.ok())
@@ -130,13 +158,14 @@ fn top_key(exp: &Path, key: &str) -> String {
         .unwrap_or_default()
 }
 
-pub fn run(args: &[String]) -> Result<()> {
+pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
     let o = parse(args)?;
     let root = repo_root();
-    let known = all_tables(&root)?;
+    let known = all_tables(&root, suite)?;
+    let tables_dir = suite.dir;
     let tables = if o.tables.is_empty() { known.clone() } else { o.tables.clone() };
     if let Some(bad) = tables.iter().find(|t| !known.contains(t)) {
-        return Err(format!("no table `{bad}` in {TABLES_DIR}/ (have: {})", known.join(", ")));
+        return Err(format!("no table `{bad}` in {tables_dir}/ (have: {})", known.join(", ")));
     }
     let profile = if o.quick { "debug" } else { "release" };
     let mut build = Command::new(cargo());
@@ -146,7 +175,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     run_status(&mut build)?;
     let exe = root.join("target").join(profile).join("dalab");
-    let runs = o.runs_dir.clone().unwrap_or_else(|| root.join(if o.quick { "target/reproduce-quick" } else { "runs" }));
+    let runs = o.runs_dir.clone().unwrap_or_else(|| {
+        root.join(if o.quick { format!("target/{}-quick", suite.command) } else { "runs".to_string() })
+    });
     let data = data_dir(&root);
     let results_dir = if o.quick { runs.join("results") } else { root.join("docs").join("results") };
     std::fs::create_dir_all(&results_dir).map_err(|e| format!("{}: {e}", results_dir.display()))?;
@@ -155,14 +186,14 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut failed = Vec::new();
     let mut summary = Vec::new();
     for t in &tables {
-        let exp = root.join(TABLES_DIR).join(format!("{t}.yaml"));
-        let reference = root.join(TABLES_DIR).join("reference").join(format!("{t}.yaml"));
+        let exp = root.join(tables_dir).join(format!("{t}.yaml"));
+        let reference = root.join(tables_dir).join("reference").join(format!("{t}.yaml"));
         let sets: Vec<&str> = if o.quick {
-            QUICK.iter().find(|(n, _)| n == t).map(|(_, s)| s.to_vec()).unwrap_or_default()
+            suite.quick.iter().find(|(n, _)| n == t).map(|(_, s)| s.to_vec()).unwrap_or_default()
         } else {
             vec![]
         };
-        eprintln!("xtask: reproduce {t}{}", if o.quick { " (quick)" } else { "" });
+        eprintln!("xtask: {} {t}{}", suite.command, if o.quick { " (quick)" } else { "" });
         let fresh = !runs.join(top_key(&exp, "name")).exists();
         let started = Instant::now();
         let mut cmd = Command::new(&exe);
@@ -200,12 +231,21 @@ pub fn run(args: &[String]) -> Result<()> {
         if reference.exists() {
             rep.arg("--reference").arg(&reference);
         }
+        if let Some((flag, _)) = suite.report {
+            rep.arg(flag);
+        }
         rep.stdout(std::process::Stdio::null());
         if run_status(&mut rep).is_err() {
             failed.push(t.clone());
             continue;
         }
-        let table = std::fs::read_to_string(out.join("report.md")).map_err(|e| format!("{}: {e}", out.display()))?;
+        let read =
+            |f: &str| std::fs::read_to_string(out.join(f)).map_err(|e| format!("{}: {e}", out.join(f).display()));
+        let mut table = read("report.md")?;
+        if let Some((_, file)) = suite.report {
+            table.push('\n');
+            table.push_str(&read(file)?);
+        }
         let quick_note = if o.quick {
             format!("\n**Quick smoke run** (`--quick`, overrides {sets:?}): not the table's numbers.\n")
         } else {
@@ -222,13 +262,19 @@ pub fn run(args: &[String]) -> Result<()> {
             None => format!("report regenerated at commit {commit}; wall time of its trials unknown"),
         };
         let doc = format!(
-            "# {t}: {}\n\nGenerated by `cargo xtask reproduce{} {t}` on {date} ({wall_text}), {machine}.\nExperiment: \
-             [`{TABLES_DIR}/{t}.yaml`](../../{TABLES_DIR}/{t}.yaml) (every setting and its source in its comments); \
-             paper numbers: [`{TABLES_DIR}/reference/{t}.yaml`](../../{TABLES_DIR}/reference/{t}.yaml).\n{quick_note}\n{table}",
+            "# {t}: {}\n\nGenerated by `cargo xtask {}{} {t}` on {date} ({wall_text}), {machine}.\nExperiment: \
+             [`{tables_dir}/{t}.yaml`](../../{tables_dir}/{t}.yaml) (every setting and its source in its comments){}.\n\
+             {quick_note}\n{table}",
             top_key(&exp, "description"),
+            suite.command,
             if o.quick { " --quick" } else { "" },
+            if reference.exists() {
+                format!("; paper numbers: [`{tables_dir}/reference/{t}.yaml`](../../{tables_dir}/reference/{t}.yaml)")
+            } else {
+                String::new()
+            },
         );
-        let file = results_dir.join(format!("{t}.md"));
+        let file = results_dir.join(format!("{}{t}.md", suite.prefix));
         std::fs::write(&file, doc).map_err(|e| format!("{}: {e}", file.display()))?;
         summary.push(format!("{t}: {measured:.0} s → {}", file.display()));
     }

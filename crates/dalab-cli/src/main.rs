@@ -62,6 +62,17 @@ enum Cmd {
         /// `--set` overrides, as given to `dalab run` (with a YAML source).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Pick one sweep point per method × task × seed by this validator's score of each trial's kept model
+        /// (`target_oracle`: by target accuracy, marked ORACLE); rows become methods.
+        #[arg(long, value_name = "VALIDATOR")]
+        select_by: Option<String>,
+        /// Also write selection.md: each validator's pick (of a checkpoint, of a sweep point) against the ORACLE's
+        /// and `last`, with Spearman's ρ (docs/model-selection.md).
+        #[arg(long)]
+        selection: bool,
+        /// The row that the gain table (and its negative-transfer flags) compares every other row with.
+        #[arg(long, default_value = report::BASELINE)]
+        baseline: String,
     },
     /// Dataset files: list what is known and present, verify checksums, fetch from the origin.
     #[command(subcommand)]
@@ -175,8 +186,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let exp = dalab_runner::load_experiment(&experiment, &sets, &reg).map_err(usage)?;
             run_experiment(&exp, &runs_dir, &data, jobs, dry_run)
         }
-        Cmd::Report { source, runs_dir, reference, out, no_plots, sets } => {
-            report_cmd(&source, &runs_dir, reference.as_deref(), out.as_deref(), no_plots, &sets)
+        Cmd::Report { source, runs_dir, reference, out, no_plots, sets, select_by, selection, baseline } => {
+            let select_by = select_by
+                .map(|v| v.parse::<dalab_train::Validator>())
+                .transpose()
+                .map_err(|e| usage(anyhow::anyhow!("--select-by: {e}")))?;
+            let opts = ReportOptions {
+                reference: reference.as_deref(),
+                out: out.as_deref(),
+                no_plots,
+                select_by,
+                selection,
+                baseline,
+            };
+            report_cmd(&source, &runs_dir, &opts, &sets)
         }
         Cmd::Trial { runs_dir, threads, device, parent_pid } => {
             trial_child(runs_dir, data, threads, device, parent_pid)
@@ -447,14 +470,17 @@ fn task_order(trials: &[Trial]) -> Vec<String> {
     v
 }
 
-fn report_cmd(
-    source: &Path,
-    runs_dir: &Path,
-    reference: Option<&Path>,
-    out: Option<&Path>,
+/// `dalab report`'s options besides the source.
+struct ReportOptions<'a> {
+    reference: Option<&'a Path>,
+    out: Option<&'a Path>,
     no_plots: bool,
-    sets: &[String],
-) -> Result<(), Failure> {
+    select_by: Option<dalab_train::Validator>,
+    selection: bool,
+    baseline: String,
+}
+
+fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[String]) -> Result<(), Failure> {
     let (exp_dir, only, rows, tasks) = if source.is_dir() {
         (source.to_path_buf(), None, vec![], vec![])
     } else {
@@ -463,9 +489,12 @@ fn report_cmd(
         let ids: std::collections::HashSet<String> = trials.iter().map(Trial::id).collect();
         (runs_dir.join(&exp.name), Some(ids), row_order(&trials), task_order(&trials))
     };
-    let reference = reference.map(report::load_reference).transpose().map_err(usage)?;
+    let reference = opts.reference.map(report::load_reference).transpose().map_err(usage)?;
     let split = reference.as_ref().and_then(|r| r.split);
-    let table = report::collect(&exp_dir, only.as_ref(), &rows, &tasks, split).map_err(runtime)?;
+    let mut table =
+        report::collect_with(&exp_dir, only.as_ref(), &rows, &tasks, split, opts.select_by).map_err(runtime)?;
+    table.baseline = opts.baseline.clone();
+    let (out, no_plots) = (opts.out, opts.no_plots);
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| exp_dir.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display())).map_err(runtime)?;
     let md = table.markdown(reference.as_ref());
@@ -477,6 +506,18 @@ fn report_cmd(
     write("report.csv", &table.csv(reference.as_ref()))?;
     print!("{md}");
     println!("\nwrote {} and {}", out.join("report.md").display(), out.join("report.csv").display());
+    if opts.selection {
+        let (results, _) = report::load_results(&exp_dir, only.as_ref()).map_err(runtime)?;
+        let refs: Vec<&dalab_runner::TrialResult> = results.iter().map(|(r, _)| r).collect();
+        let sel = dalab_runner::selection::markdown(
+            &table.experiment,
+            &dalab_runner::selection::regret(&refs, table.test_split),
+            table.test_split,
+        );
+        write("selection.md", &sel)?;
+        print!("\n{sel}");
+        println!("\nwrote {}", out.join("selection.md").display());
+    }
     if !no_plots {
         match report::plot_curves(&table, &out.join("plots")) {
             Ok(files) => {

@@ -1240,6 +1240,17 @@ selection: dev
     assert!((neg_entropy - got("entropy")).abs() < 1e-4, "{neg_entropy} vs {}", got("entropy"));
     assert!((im - got("im")).abs() < 1e-4, "{im} vs {}", got("im"));
 
+    // The report's selection table and --select-by read these scores; a bad validator name is a usage error.
+    let out = dalab(&["report", "val.yaml", "--runs-dir", "runs", "--no-plots", "--selection"], tmp.path());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let sel = std::fs::read_to_string(d.parent().unwrap().join("selection.md")).unwrap();
+    assert!(sel.contains("| `dev` | ") && sel.contains("| target_oracle (ORACLE: uses target labels) | "), "{sel}");
+    let out = dalab(&["report", "val.yaml", "--runs-dir", "runs", "--no-plots", "--select-by", "snd"], tmp.path());
+    assert!(text(&out).0.contains("sweep point chosen per task and seed by snd"), "{:?}", text(&out));
+    let out = dalab(&["report", "val.yaml", "--runs-dir", "runs", "--select-by", "sdn"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.starts_with("error: --select-by: unknown validator `sdn`; known validators: source_val,"));
+
     // The default list: the four target-only validators, no source-val split.
     let yaml = "name: def\ndataset: {name: moons}\ntasks: [moons→moons-rotated]\nmethods: {source-only: {}}\n\
                 train: {iterations: 20, eval_interval: 10, threads: 1}\n";

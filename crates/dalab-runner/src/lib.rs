@@ -6,6 +6,7 @@
 pub mod config;
 pub mod exec;
 pub mod report;
+pub mod selection;
 pub mod store;
 pub mod trial;
 mod yaml_index;

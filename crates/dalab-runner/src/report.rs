@@ -10,7 +10,7 @@
 use crate::store::{TrialStatus, status};
 use crate::trial::{TrialResult, label};
 use crate::{Error, Result, io_err};
-use dalab_train::EvalRecord;
+use dalab_train::{EvalRecord, Validator};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,6 +86,8 @@ pub fn load_reference(path: &Path) -> Result<Reference> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Cell {
     pub values: Vec<f64>,
+    /// What each value is a replicate of (`seed=…` and any pooled draw), to pair cells across rows.
+    pub keys: Vec<String>,
 }
 
 impl Cell {
@@ -124,18 +126,54 @@ pub struct Table {
     pub pooled: Vec<String>,
     /// Trial folders of finished trials, by row and task (for curves).
     pub trial_dirs: BTreeMap<(String, String), Vec<PathBuf>>,
+    /// The validator that picked one sweep point per method × task × seed (`--select-by`), if any.
+    pub select_by: Option<String>,
+    /// The row the gains are measured against ([`BASELINE`] unless changed).
+    pub baseline: String,
 }
 
-/// Reads the finished trials of an experiment folder (only those in `only`, when given: the trials of the
-/// current experiment file, leaving out folders of earlier versions of it). `row_order` / `task_order` fix the
-/// order; anything else comes after, sorted.
-pub fn collect(
+/// The row every other row's gain is measured against: the source-only model, same task, seeds and selection.
+pub const BASELINE: &str = "source-only";
+
+/// Significance level of the negative-transfer flag (one-sided paired t-test).
+pub const NEGATIVE_TRANSFER_ALPHA: f64 = 0.05;
+
+/// One-sided paired t-test of "`row` is below the baseline": the mean paired difference (row − baseline, over
+/// the replicates both cells have) and its p-value, `P(T_{n−1} ≤ t)`, `t = mean / (sd / √n)` (as
+/// `scipy.stats.ttest_rel(row, baseline, alternative="less")`). Needs n ≥ 2 pairs; with identical differences
+/// (sd = 0) the p-value is 0 for a negative mean and 1 otherwise.
+pub fn paired_loss_test(row: &Cell, baseline: &Cell) -> Option<(f64, usize, Option<f64>)> {
+    let diffs: Vec<f64> = row
+        .keys
+        .iter()
+        .zip(&row.values)
+        .filter_map(|(k, v)| baseline.keys.iter().position(|b| b == k).map(|j| v - baseline.values[j]))
+        .collect();
+    let n = diffs.len();
+    if n == 0 {
+        return None;
+    }
+    let mean = diffs.iter().sum::<f64>() / n as f64;
+    if n < 2 {
+        return Some((mean, n, None));
+    }
+    let sd = (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+    let p = if sd == 0.0 {
+        if mean < 0.0 { 0.0 } else { 1.0 }
+    } else {
+        use statrs::distribution::{ContinuousCDF, StudentsT};
+        let t = mean / (sd / (n as f64).sqrt());
+        StudentsT::new(0.0, 1.0, (n - 1) as f64).expect("n >= 2 degrees of freedom").cdf(t)
+    };
+    Some((mean, n, Some(p)))
+}
+
+/// The finished trials of an experiment folder (only those in `only`, when given: the trials of the current
+/// experiment file, leaving out folders of earlier versions of it), in folder order, and the number of failed ones.
+pub fn load_results(
     exp_dir: &Path,
     only: Option<&std::collections::HashSet<String>>,
-    row_order: &[String],
-    task_order: &[String],
-    split: Option<Split>,
-) -> Result<Table> {
+) -> Result<(Vec<(TrialResult, PathBuf)>, usize)> {
     let entries = std::fs::read_dir(exp_dir).map_err(io_err(exp_dir))?;
     let mut results: Vec<(TrialResult, PathBuf)> = Vec::new();
     let mut failed = 0;
@@ -158,31 +196,75 @@ pub fn collect(
             exp_dir.display()
         )));
     }
-    let experiment = results[0].0.experiment.clone();
+    Ok((results, failed))
+}
+
+/// Whether tables show target *test* accuracies: `split`, or by default the test split when every trial has one.
+pub fn test_split(results: &[(TrialResult, PathBuf)], split: Option<Split>, exp_dir: &Path) -> Result<bool> {
     let all_have_test = results.iter().all(|(r, _)| r.selected.target_test.is_some());
-    let test_split = match split {
-        None => all_have_test,
-        Some(Split::Target) => false,
-        Some(Split::TargetTest) if all_have_test => true,
+    match split {
+        None => Ok(all_have_test),
+        Some(Split::Target) => Ok(false),
+        Some(Split::TargetTest) if all_have_test => Ok(true),
         Some(Split::TargetTest) => {
-            return Err(Error::Other(format!(
-                "{}: split target_test: a trial has no target test split",
-                exp_dir.display()
-            )));
+            Err(Error::Other(format!("{}: split target_test: a trial has no target test split", exp_dir.display())))
         }
-    };
+    }
+}
+
+/// Reads the finished trials of an experiment folder into a table (see [`load_results`]). `row_order` /
+/// `task_order` fix the order; anything else comes after, sorted.
+pub fn collect(
+    exp_dir: &Path,
+    only: Option<&std::collections::HashSet<String>>,
+    row_order: &[String],
+    task_order: &[String],
+    split: Option<Split>,
+) -> Result<Table> {
+    collect_with(exp_dir, only, row_order, task_order, split, None)
+}
+
+/// [`collect`], with `select_by`: one sweep point per method × task × seed, the one whose kept model scores
+/// highest by the validator ([`crate::selection::pick_sweep_points`]); rows are then methods.
+pub fn collect_with(
+    exp_dir: &Path,
+    only: Option<&std::collections::HashSet<String>>,
+    row_order: &[String],
+    task_order: &[String],
+    split: Option<Split>,
+    select_by: Option<Validator>,
+) -> Result<Table> {
+    let (mut results, failed) = load_results(exp_dir, only)?;
+    let experiment = results[0].0.experiment.clone();
+    let test_split = test_split(&results, split, exp_dir)?;
+    let mut row_order = row_order.to_vec();
+    if let Some(v) = select_by {
+        results = crate::selection::pick_sweep_points(results, v, test_split)?;
+        let mut methods: Vec<String> = Vec::new();
+        for l in &row_order {
+            let m = l.split(" (").next().unwrap_or(l).to_string();
+            if !methods.contains(&m) {
+                methods.push(m);
+            }
+        }
+        row_order = methods;
+    }
     let mut rows: Vec<String> = Vec::new();
     let mut tasks: Vec<String> = Vec::new();
     let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
     let mut trial_dirs: BTreeMap<(String, String), Vec<PathBuf>> = BTreeMap::new();
     let mut selections: Vec<String> = Vec::new();
-    let mut oracle = false;
+    let mut oracle = select_by.is_some_and(Validator::is_oracle);
     let mut pooled: Vec<String> = Vec::new();
     for (r, d) in &results {
         let mut sweep = r.sweep.clone();
+        let mut key = format!("seed={}", r.seed);
         for k in POOLED_KEYS {
-            if sweep.remove(*k).is_some() && !pooled.iter().any(|p| p == k) {
-                pooled.push(k.to_string());
+            if let Some(v) = sweep.remove(*k) {
+                key.push_str(&format!(" {k}={v}"));
+                if !pooled.iter().any(|p| p == k) {
+                    pooled.push(k.to_string());
+                }
             }
         }
         let row = label(&r.method, &sweep);
@@ -194,7 +276,9 @@ pub fn collect(
             tasks.push(task.clone());
         }
         let acc = if test_split { r.selected.target_test.unwrap_or(r.selected.target) } else { r.selected.target };
-        cells.entry((row.clone(), task.clone())).or_default().values.push(acc);
+        let cell = cells.entry((row.clone(), task.clone())).or_default();
+        cell.values.push(acc);
+        cell.keys.push(key);
         trial_dirs.entry((row, task)).or_default().push(d.clone());
         let sel = r.selection.label().to_string();
         if !selections.contains(&sel) {
@@ -202,9 +286,25 @@ pub fn collect(
         }
         oracle |= r.oracle;
     }
-    order_by(&mut rows, row_order);
+    order_by(&mut rows, &row_order);
     order_by(&mut tasks, task_order);
-    Ok(Table { experiment, rows, tasks, cells, selections, oracle, test_split, failed, pooled, trial_dirs })
+    let select_by = select_by.map(|v| {
+        if v.is_oracle() { "target_oracle (ORACLE: uses target labels)".to_string() } else { v.name().to_string() }
+    });
+    Ok(Table {
+        experiment,
+        rows,
+        tasks,
+        cells,
+        selections,
+        oracle,
+        test_split,
+        failed,
+        pooled,
+        trial_dirs,
+        select_by,
+        baseline: BASELINE.to_string(),
+    })
 }
 
 /// Sorts `v`: items of `order` first in that order, the rest alphabetically.
@@ -245,6 +345,10 @@ impl Table {
             self.seeds_note(),
             self.selections.join(", ")
         );
+        if let Some(v) = &self.select_by {
+            c.pop();
+            c.push_str(&format!("; sweep point chosen per task and seed by {v} (of each trial's kept model)."));
+        }
         if self.oracle {
             c.push_str(" ORACLE: models were selected with target labels; not an unsupervised DA result.");
         }
@@ -320,7 +424,71 @@ impl Table {
                 s.push_str(&format!("\n{}\n", r.notes.trim()));
             }
         }
+        if let Some(g) = self.gains_markdown() {
+            s.push_str(&g);
+        }
         s
+    }
+
+    /// The gain of every other row over the baseline row, per task, in points (mean of the paired differences
+    /// over the replicates both cells have: same task, seed, draw and selection rule), with a significant loss —
+    /// negative transfer — marked ▼ ([`paired_loss_test`], p < [`NEGATIVE_TRANSFER_ALPHA`]). None without a
+    /// baseline row or another row.
+    pub fn gains_markdown(&self) -> Option<String> {
+        let base = &self.baseline;
+        if !self.rows.contains(base) || self.rows.len() < 2 {
+            return None;
+        }
+        let mut s = format!(
+            "\n**Gain vs {base} (points; ▼ = significantly below {base}: negative transfer).**\n\n| method | {} | avg |\n|---|{}---|\n",
+            self.tasks.join(" | "),
+            "---|".repeat(self.tasks.len())
+        );
+        let mut flagged = Vec::new();
+        for row in self.rows.iter().filter(|r| *r != base) {
+            let mut texts = Vec::new();
+            let mut means = Vec::new();
+            for t in &self.tasks {
+                let test = match (self.cells.get(&(row.clone(), t.clone())), self.cells.get(&(base.clone(), t.clone())))
+                {
+                    (Some(c), Some(b)) => paired_loss_test(c, b),
+                    _ => None,
+                };
+                texts.push(match test {
+                    None => "–".to_string(),
+                    Some((d, n, p)) => {
+                        means.push(d);
+                        let mut x = format!("{:+.1}", 100.0 * d);
+                        if p.is_some_and(|p| p < NEGATIVE_TRANSFER_ALPHA) {
+                            x.push_str(" ▼");
+                            flagged.push(format!(
+                                "{row} on {t} ({:+.1}, p = {:.3}, n = {n})",
+                                100.0 * d,
+                                p.expect("flagged")
+                            ));
+                        }
+                        x
+                    }
+                });
+            }
+            let avg = if means.len() == self.tasks.len() {
+                format!("{:+.1}", 100.0 * means.iter().sum::<f64>() / means.len() as f64)
+            } else {
+                "–".into()
+            };
+            s.push_str(&format!("| {row} | {} | {avg} |\n", texts.join(" | ")));
+        }
+        s.push_str(&format!(
+            "\nGain = the row − {base} on the same task, seeds and selection rule: the mean of the paired differences. \
+             ▼: one-sided paired t-test (H₁: the row is below {base}; n − 1 degrees of freedom, n ≥ 2 paired seeds), \
+             p < {NEGATIVE_TRANSFER_ALPHA}. "
+        ));
+        if flagged.is_empty() {
+            s.push_str("No cell is significantly below it.\n");
+        } else {
+            s.push_str(&format!("Negative transfer: {}.\n", flagged.join("; ")));
+        }
+        Some(s)
     }
 
     /// The same table as CSV: `row,<task> mean,<task> std,<task> n,...,avg` (accuracies in %).
@@ -392,7 +560,7 @@ pub fn curve(trial_dirs: &[PathBuf], test_split: bool) -> Result<Vec<(usize, f64
     Ok(by_step
         .into_iter()
         .map(|(s, v)| {
-            let c = Cell { values: v };
+            let c = Cell { values: v, keys: vec![] };
             (s, c.mean(), c.std())
         })
         .collect())
@@ -497,10 +665,10 @@ mod tests {
     #[test]
     fn cell_statistics_match_hand_values() {
         // mean(0.7, 0.8, 0.9) = 0.8; sample std = sqrt((0.01+0+0.01)/2) = 0.1.
-        let c = Cell { values: vec![0.7, 0.8, 0.9] };
+        let c = Cell { values: vec![0.7, 0.8, 0.9], keys: vec![] };
         assert!((c.mean() - 0.8).abs() < 1e-15);
         assert!((c.std() - 0.1).abs() < 1e-15);
-        assert_eq!(Cell { values: vec![0.5] }.std(), 0.0);
+        assert_eq!(Cell { values: vec![0.5], keys: vec![] }.std(), 0.0);
     }
 
     /// Writes a finished trial's result.json (method `svm`, task A→W) into `dir/id`.
@@ -534,6 +702,74 @@ mod tests {
         write_result(dir.path(), "u", serde_json::json!({}), 0.4);
         let e = collect(dir.path(), None, &[], &[], Some(Split::TargetTest)).unwrap_err().to_string();
         assert!(e.ends_with("split target_test: a trial has no target test split"), "{e}");
+    }
+
+    /// The p-values of SciPy's `ttest_rel(row, base, alternative="less")` on the same numbers
+    /// (tests/reference/selection_reference.py, SciPy 1.17.1); pairs are matched by seed, not by position.
+    #[test]
+    fn paired_loss_test_matches_scipy() {
+        let cell = |v: &[f64], seeds: &[u64]| Cell {
+            values: v.to_vec(),
+            keys: seeds.iter().map(|s| format!("seed={s}")).collect(),
+        };
+        let cases: [(&[f64], &[f64], f64); 3] = [
+            (&[0.70, 0.72, 0.69], &[0.75, 0.76, 0.74], 0.002531661836908986),
+            (&[0.80, 0.70, 0.78], &[0.79, 0.74, 0.77], 0.36391723651204566),
+            (&[0.60, 0.61], &[0.62, 0.66], 0.1288810584091566),
+        ];
+        for (row, base, want) in cases {
+            let seeds: Vec<u64> = (0..row.len() as u64).collect();
+            let mut rev_seeds = seeds.clone();
+            rev_seeds.reverse();
+            let mut rev_base = base.to_vec();
+            rev_base.reverse();
+            let (d, n, p) = paired_loss_test(&cell(row, &seeds), &cell(&rev_base, &rev_seeds)).unwrap();
+            let p = p.unwrap();
+            assert!((p - want).abs() < 1e-9, "{row:?} vs {base:?}: p {p} vs SciPy {want}");
+            assert_eq!(n, row.len());
+            let mean = row.iter().zip(base).map(|(a, b)| a - b).sum::<f64>() / n as f64;
+            assert!((d - mean).abs() < 1e-15);
+        }
+        // One pair: a gain, no test. Identical negative differences: p = 0.
+        assert_eq!(paired_loss_test(&cell(&[0.5], &[0]), &cell(&[0.6], &[0])).map(|t| t.2), Some(None));
+        let (_, _, p) = paired_loss_test(&cell(&[0.5, 0.6], &[0, 1]), &cell(&[0.6, 0.7], &[0, 1])).unwrap();
+        assert_eq!(p, Some(0.0));
+    }
+
+    /// A constructed negative transfer: a method consistently below source-only is marked ▼ with its p-value;
+    /// one that varies around it is not; a row against a missing baseline gives no gain table.
+    #[test]
+    fn negative_transfer_is_flagged_in_the_gain_table() {
+        let tmp = tempfile::tempdir().unwrap();
+        let put = |method: &str, seed: u64, acc: f64| {
+            let id = format!("{method}_s{seed}");
+            let rec = serde_json::json!({"step": 10, "source": 1.0, "target": acc});
+            let r = serde_json::json!({
+                "trial": id, "experiment": "e", "method": method, "source": "A", "target": "W", "seed": seed,
+                "sweep": {}, "selection": "last", "oracle": false, "selected": rec, "last": rec,
+                "steps": 10, "seconds": 0.1, "device": "cpu", "dalab_version": "0"
+            });
+            std::fs::create_dir_all(tmp.path().join(&id)).unwrap();
+            std::fs::write(tmp.path().join(&id).join("result.json"), r.to_string()).unwrap();
+        };
+        for (seed, (so, bad, noisy)) in
+            [(0.75, 0.70, 0.80), (0.76, 0.72, 0.70), (0.74, 0.69, 0.78)].into_iter().enumerate()
+        {
+            put("source-only", seed as u64, so);
+            put("bad", seed as u64, bad);
+            put("noisy", seed as u64, noisy);
+        }
+        let t = collect(tmp.path(), None, &[], &[], None).unwrap();
+        let md = t.markdown(None);
+        assert!(
+            md.contains("**Gain vs source-only (points; ▼ = significantly below source-only: negative transfer).**")
+        );
+        assert!(md.contains("| bad | -4.7 ▼ | -4.7 |"), "{md}");
+        assert!(md.contains("| noisy | +1.0 | +1.0 |"), "{md}");
+        assert!(md.contains("Negative transfer: bad on A→W (-4.7, p = 0.003, n = 3)."), "{md}");
+        let mut no_base = t.clone();
+        no_base.baseline = "dann".into();
+        assert!(no_base.gains_markdown().is_none());
     }
 
     /// Draws of `dataset.sample_seed` pool into one row (like seeds); another swept key keeps its own rows.
