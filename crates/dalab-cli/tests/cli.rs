@@ -263,20 +263,23 @@ fn methods_and_show_config() {
     // Every registered method's printed config, pasted under `methods:`, is accepted by `dalab run` as is.
     let names: Vec<String> = so.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect();
     assert!(names.len() >= 9, "{names:?}");
-    let mut all = String::new();
+    // (`target-only` needs target labels: it is pasted into a `setting: supervised` file.)
+    let (mut all, mut labelled) = (String::new(), String::new());
     for m in &names {
         let out = dalab(&["show-config", m], &repo());
         assert!(out.status.success(), "show-config {m}: {:?}", text(&out));
-        all.push_str(&indent(&text(&out).0));
+        if m == "target-only" { &mut labelled } else { &mut all }.push_str(&indent(&text(&out).0));
     }
-    let exp = format!("name: t\ntasks: [moons→moons-rotated]\nmethods:\n{all}");
     let tmp = tempfile::tempdir().unwrap();
-    let f = tmp.path().join("e.yaml");
-    std::fs::write(&f, exp).unwrap();
-    let out = dalab(&["run", f.to_str().unwrap(), "--dry-run"], tmp.path());
-    let (listed, se) = text(&out);
-    assert!(out.status.success(), "{listed}\n{se}");
-    assert!(listed.starts_with(&format!("{} trial(s)", names.len())), "{listed}");
+    for (methods, setting, n) in [(&all, "", names.len() - 1), (&labelled, "setting: supervised\n", 1)] {
+        let exp = format!("name: t\ntasks: [moons→moons-rotated]\n{setting}methods:\n{methods}");
+        let f = tmp.path().join("e.yaml");
+        std::fs::write(&f, exp).unwrap();
+        let out = dalab(&["run", f.to_str().unwrap(), "--dry-run"], tmp.path());
+        let (listed, se) = text(&out);
+        assert!(out.status.success(), "{listed}\n{se}");
+        assert!(listed.starts_with(&format!("{n} trial(s)")), "{listed}");
+    }
 
     let out = dalab(&["show-config", "nope"], &repo());
     assert_eq!(out.status.code(), Some(2));
@@ -1260,4 +1263,38 @@ selection: dev
     let names: Vec<&String> = r["last"]["validators"].as_object().unwrap().keys().collect();
     assert_eq!(names, ["bnm", "entropy", "im", "snd"]);
     assert!(r["last"].get("source_val").is_none());
+}
+
+/// `target-only` under `setting: supervised`: trained on every labelled target sample (recorded in
+/// result.json), refused without target labels, and labelled as such in the report's caption.
+#[test]
+fn target_only_is_a_labelled_upper_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = "name: upper
+dataset: {name: moons}
+tasks: [moons→moons-rotated]
+methods: {target-only: {}}
+model: {backbone: {kind: mlp, hidden: [15], activation: sigmoid}}
+optim: {lr: 0.05}
+schedule: {kind: constant}
+train: {iterations: 300, batch_size: 32, eval_interval: 100, threads: 1}
+setting: supervised
+";
+    std::fs::write(tmp.path().join("upper.yaml"), yaml).unwrap();
+    let out = dalab(&["run", "upper.yaml", "--runs-dir", "runs"], tmp.path());
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    assert!(
+        so.contains(
+            "Trained with target labels (`setting:` supervised or semi-supervised; not unsupervised DA): target-only."
+        ),
+        "{so}"
+    );
+    let r = read_json(&trial_dirs(&tmp.path().join("runs/upper")).remove(0).join("result.json"));
+    assert_eq!(r["labelled_target"].as_array().unwrap().len(), 300, "every target sample labelled");
+    assert!(r["last"]["target"].as_f64().unwrap() > 0.9, "trained on the target's own labels: {r}");
+    std::fs::write(tmp.path().join("bad.yaml"), yaml.replace("setting: supervised\n", "")).unwrap();
+    let out = dalab(&["run", "bad.yaml", "--runs-dir", "runs"], tmp.path());
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("target-only"), "{:?}", text(&out));
 }

@@ -130,6 +130,8 @@ pub struct Table {
     pub select_by: Option<String>,
     /// The row the gains are measured against ([`BASELINE`] unless changed).
     pub baseline: String,
+    /// Rows with a trial that was given target labels (`setting:` supervised or semi-supervised).
+    pub labelled_rows: Vec<String>,
 }
 
 /// The row every other row's gain is measured against: the source-only model, same task, seeds and selection.
@@ -256,6 +258,7 @@ pub fn collect_with(
     let mut selections: Vec<String> = Vec::new();
     let mut oracle = select_by.is_some_and(Validator::is_oracle);
     let mut pooled: Vec<String> = Vec::new();
+    let mut labelled_rows: Vec<String> = Vec::new();
     for (r, d) in &results {
         let mut sweep = r.sweep.clone();
         let mut key = format!("seed={}", r.seed);
@@ -279,6 +282,9 @@ pub fn collect_with(
         let cell = cells.entry((row.clone(), task.clone())).or_default();
         cell.values.push(acc);
         cell.keys.push(key);
+        if r.labelled_target.is_some() && !labelled_rows.contains(&row) {
+            labelled_rows.push(row.clone());
+        }
         trial_dirs.entry((row, task)).or_default().push(d.clone());
         let sel = r.selection.label().to_string();
         if !selections.contains(&sel) {
@@ -304,6 +310,7 @@ pub fn collect_with(
         trial_dirs,
         select_by,
         baseline: BASELINE.to_string(),
+        labelled_rows,
     })
 }
 
@@ -351,6 +358,12 @@ impl Table {
         }
         if self.oracle {
             c.push_str(" ORACLE: models were selected with target labels; not an unsupervised DA result.");
+        }
+        if !self.labelled_rows.is_empty() {
+            c.push_str(&format!(
+                " Trained with target labels (`setting:` supervised or semi-supervised; not unsupervised DA): {}.",
+                self.labelled_rows.join(", ")
+            ));
         }
         if self.failed > 0 {
             c.push_str(&format!(" {} failed trial(s) are not included.", self.failed));
