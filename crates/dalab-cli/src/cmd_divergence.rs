@@ -79,6 +79,10 @@ pub struct DivergenceArgs {
     /// Threads (default: all cores, or RAYON_NUM_THREADS).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// With --dataset: measure the features before the dataset's per-domain standardisation (`normalize:
+    /// sum-zscore` → `sum`, `zscore` → `none`), which otherwise removes much of the shift being measured.
+    #[arg(long, requires = "dataset")]
+    pub raw_features: bool,
     /// Directory for the CSV and JSON outputs.
     #[arg(long, default_value = ".")]
     pub out_dir: PathBuf,
@@ -108,8 +112,11 @@ pub(crate) fn dataset_config(spec: &str) -> anyhow::Result<DatasetConfig> {
 
 /// Loads every domain (or those in `only`) of a dataset as `[n, features]` f64 matrices (images flattened), each
 /// domain's training data as the data layer gives it for a task that contains it.
-fn dataset_domains(spec: &str, only: Option<&[String]>, data_dir: &Path) -> anyhow::Result<Vec<(String, Array2<f64>)>> {
-    let cfg = dataset_config(spec)?;
+pub(crate) fn dataset_domains(
+    cfg: &DatasetConfig,
+    only: Option<&[String]>,
+    data_dir: &Path,
+) -> anyhow::Result<Vec<(String, Array2<f64>)>> {
     let all = cfg.domains();
     let names: Vec<String> = match only {
         Some(o) => {
@@ -141,6 +148,25 @@ fn dataset_domains(spec: &str, only: Option<&[String]>, data_dir: &Path) -> anyh
     Ok(out)
 }
 
+/// What `dalab divergence` measured: the dataset and its feature normalisation.
+pub(crate) fn measured_features(spec: &str, cfg: &DatasetConfig, data_dir: &Path) -> String {
+    format!(
+        "dataset {spec}: each domain's training data after the dataset's preprocessing ({}), one row per sample; \
+         data directory {}",
+        cfg.normalization().unwrap_or_else(|| "as configured".into()),
+        data_dir.display()
+    )
+}
+
+/// Why divergences after a per-domain standardisation (`what`, e.g. `normalize: sum-zscore`) mislead.
+pub(crate) fn standardisation_warning(what: &str) -> String {
+    format!(
+        "{what} standardises every feature per domain, which removes each domain's mean and scale, much of the shift \
+         being measured: these divergences understate it (on Office-Caltech SURF the MMD permutation test gave \
+         p = 1.00 after sum-zscore, 0.048 on the raw files); --raw-features measures the features before that step"
+    )
+}
+
 /// Runs `dalab divergence`; dataset files are looked up in `data_dir`.
 pub fn run(args: &DivergenceArgs, data_dir: &Path) -> anyhow::Result<()> {
     let options = DivergenceOptions {
@@ -165,13 +191,19 @@ pub fn run(args: &DivergenceArgs, data_dir: &Path) -> anyhow::Result<()> {
     };
     let matrices = match &args.dataset {
         Some(spec) => {
-            println!(
-                "# dataset {spec} (each domain's training data after the dataset's preprocessing; data directory {})",
-                data_dir.display()
-            );
-            dataset_domains(spec, args.domains.as_deref(), data_dir)?
+            let mut cfg = dataset_config(spec)?;
+            let standardised = cfg.per_domain_standardisation();
+            if args.raw_features {
+                cfg = cfg.without_per_domain_standardisation();
+            }
+            println!("# {}", measured_features(spec, &cfg, data_dir));
+            if let (Some(s), false) = (&standardised, args.raw_features) {
+                eprintln!("warning: {}", standardisation_warning(s));
+            }
+            dataset_domains(&cfg, args.domains.as_deref(), data_dir)?
         }
         None => {
+            println!("# features as stored in the files (no preprocessing)");
             if args.source.is_some() && pairs.is_none() {
                 pairs = Some(vec![("source".to_string(), "target".to_string())]);
             }
@@ -202,4 +234,71 @@ fn read_files(args: &DivergenceArgs) -> anyhow::Result<Vec<(String, Array2<f64>)
         matrices.push((name.clone(), x));
     }
     Ok(matrices)
+}
+
+/// `dalab report --divergences`: for each task of `table`, the proxy A-distance and MMD² (DAN's 5 Gaussian
+/// kernels, biased estimator, 99-permutation test) between its source and target training data, measured on the
+/// task's features before any per-domain standardisation (the dataset config of one of the task's trials, with
+/// [`DatasetConfig::without_per_domain_standardisation`]), next to the best gain over the baseline row.
+pub fn task_divergences(table: &dalab_runner::report::Table, data_dir: &Path) -> anyhow::Result<String> {
+    let options = DivergenceOptions {
+        metrics: vec!["mmd".into(), "a-distance".into()],
+        permutations: 99,
+        ..DivergenceOptions::default()
+    };
+    let settings = options.settings()?;
+    let mut s = String::from(
+        "\n**Shift of each task** (source vs target training data; proxy A-distance 2(1 − 2ε) of a linear SVM, \
+         MMD² with DAN's 5 Gaussian kernels and its permutation p-value over 99 permutations).\n\n\
+         | task | features measured | proxy A-distance | MMD² | p | best gain vs baseline |\n|---|---|---|---|---|---|\n",
+    );
+    for task in &table.tasks {
+        let Some(dir) = table.trial_dirs.iter().find(|((_, t), _)| t == task).and_then(|(_, d)| d.first()) else {
+            continue;
+        };
+        let path = dir.join("config.yaml");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let trial: dalab_runner::TrialConfig =
+            serde_saphyr::from_str(&text).with_context(|| format!("{}: not a trial config", path.display()))?;
+        let cfg = trial.dataset.without_per_domain_standardisation();
+        let what = match (trial.dataset.per_domain_standardisation(), cfg.normalization()) {
+            (Some(before), Some(now)) => format!("{now} (the trials': {before})"),
+            (None, Some(now)) => now,
+            (_, None) => "as the trials".into(),
+        };
+        let data = cfg.load_task(&trial.source, &trial.target, data_dir)?;
+        let rows = |d: &dalab_data::Domain| -> anyhow::Result<Array2<f64>> {
+            let x = d.x.to_dense()?;
+            let n = d.len();
+            let flat: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            Ok(Array2::from_shape_vec((n, flat.len().checked_div(n).unwrap_or(0)), flat)?)
+        };
+        let (xs, xt) = (rows(&data.source)?, rows(&data.target)?);
+        let views = [("source".to_string(), xs.view()), ("target".to_string(), xt.view())];
+        let pair = [("source".to_string(), "target".to_string())];
+        let r = report::compute(&views, Some(&pair), &settings)?;
+        let p = &r.pairs[0];
+        let best = table
+            .rows
+            .iter()
+            .filter(|row| **row != table.baseline)
+            .filter_map(|row| {
+                let c = table.cells.get(&(row.clone(), task.clone()))?;
+                let b = table.cells.get(&(table.baseline.clone(), task.clone()))?;
+                dalab_runner::report::paired_loss_test(c, b).map(|(d, _, _)| (d, row))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or("–".to_string(), |(d, row)| format!("{:+.1} ({row})", 100.0 * d));
+        let (pad, mmd, pv) = (
+            p.a_distance.as_ref().map_or("–".into(), |a| format!("{:.2}", a.d_a)),
+            p.mmd.as_ref().map_or("–".into(), |m| format!("{:.4}", m.mmd2)),
+            p.mmd
+                .as_ref()
+                .and_then(|m| m.permutation_test.as_ref())
+                .map(|t| t.p_value)
+                .map_or("–".into(), |v| format!("{v:.2}")),
+        );
+        s.push_str(&format!("| {task} | {what} | {pad} | {mmd} | {pv} | {best} |\n"));
+    }
+    Ok(s)
 }

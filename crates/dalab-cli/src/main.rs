@@ -73,6 +73,10 @@ enum Cmd {
         /// The row that the gain table (and its negative-transfer flags) compares every other row with.
         #[arg(long, default_value = report::BASELINE)]
         baseline: String,
+        /// Also measure each task's shift (proxy A-distance; MMD² with DAN's kernels and a permutation test) on
+        /// its features before any per-domain standardisation, into the report beside the gains.
+        #[arg(long)]
+        divergences: bool,
     },
     /// Dataset files: list what is known and present, verify checksums, fetch from the origin.
     #[command(subcommand)]
@@ -186,7 +190,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let exp = dalab_runner::load_experiment(&experiment, &sets, &reg).map_err(usage)?;
             run_experiment(&exp, &runs_dir, &data, jobs, dry_run)
         }
-        Cmd::Report { source, runs_dir, reference, out, no_plots, sets, select_by, selection, baseline } => {
+        Cmd::Report {
+            source,
+            runs_dir,
+            reference,
+            out,
+            no_plots,
+            sets,
+            select_by,
+            selection,
+            baseline,
+            divergences,
+        } => {
             let select_by = select_by
                 .map(|v| v.parse::<dalab_train::Validator>())
                 .transpose()
@@ -198,6 +213,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 select_by,
                 selection,
                 baseline,
+                divergences: divergences.then_some(data.as_path()),
             };
             report_cmd(&source, &runs_dir, &opts, &sets)
         }
@@ -478,6 +494,8 @@ struct ReportOptions<'a> {
     select_by: Option<dalab_train::Validator>,
     selection: bool,
     baseline: String,
+    /// `--divergences`, with the data directory.
+    divergences: Option<&'a Path>,
 }
 
 fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[String]) -> Result<(), Failure> {
@@ -497,7 +515,10 @@ fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[
     let (out, no_plots) = (opts.out, opts.no_plots);
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| exp_dir.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display())).map_err(runtime)?;
-    let md = table.markdown(reference.as_ref());
+    let mut md = table.markdown(reference.as_ref());
+    if let Some(data_dir) = opts.divergences {
+        md.push_str(&cmd_divergence::task_divergences(&table, data_dir).map_err(runtime)?);
+    }
     let write = |name: &str, body: &str| -> Result<(), Failure> {
         let p = out.join(name);
         dalab_runner::store::write_atomic(&p, body.as_bytes()).map_err(runtime)

@@ -756,10 +756,37 @@ fn divergence_over_a_datasets_domains() {
     );
     let (so, se) = text(&out);
     assert!(out.status.success(), "{so}\n{se}");
-    assert!(so.contains("# dataset office-caltech10-surf"), "{so}");
+    assert!(so.contains("# dataset office-caltech10-surf: each domain's training data after the dataset's preprocessing (normalize: sum-zscore)"), "{so}");
+    assert!(se.starts_with("warning: normalize: sum-zscore standardises every feature per domain"), "{se}");
     let rows = csv_rows("named");
     assert_eq!(rows.len(), 3, "header + D→W + W→D: {rows:?}");
     assert_eq!((rows[1][0].as_str(), rows[1][1].as_str(), rows[1][2].as_str()), ("D", "W", "157"));
+    // --raw-features: the same files without the per-domain z-score (`sum`), no warning, and a larger shift.
+    let out = dalab(
+        &[
+            "divergence",
+            "--dataset",
+            "office-caltech10-surf",
+            "--domains",
+            "D,W",
+            "--metrics",
+            "mmd,coral",
+            "--data-dir",
+            d,
+            "--out-dir",
+            out_dir,
+            "--name",
+            "raw",
+            "--raw-features",
+        ],
+        &repo(),
+    );
+    let (so, se) = text(&out);
+    assert!(out.status.success() && se.is_empty(), "{so}\n{se}");
+    assert!(so.contains("(normalize: sum)"), "{so}");
+    let raw = csv_rows("raw");
+    let k = raw[0].iter().position(|h| h == "mmd2").unwrap();
+    assert_ne!(raw[1][k], rows[1][k], "the features measured differ");
 
     // The same two domains as a `feature-files` dataset without normalisation must give what the files give
     // directly (features pass through f32 in the dataset: 1e-5 relative).
@@ -1250,6 +1277,10 @@ selection: dev
     assert!(sel.contains("| `dev` | ") && sel.contains("| target_oracle (ORACLE: uses target labels) | "), "{sel}");
     let out = dalab(&["report", "val.yaml", "--runs-dir", "runs", "--no-plots", "--select-by", "snd"], tmp.path());
     assert!(text(&out).0.contains("sweep point chosen per task and seed by snd"), "{:?}", text(&out));
+    let out = dalab(&["report", "val.yaml", "--runs-dir", "runs", "--no-plots", "--divergences"], tmp.path());
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    assert!(so.contains("**Shift of each task**") && so.contains("| moons→moons-rotated | as the trials | "), "{so}");
     let out = dalab(&["report", "val.yaml", "--runs-dir", "runs", "--select-by", "sdn"], tmp.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.starts_with("error: --select-by: unknown validator `sdn`; known validators: source_val,"));

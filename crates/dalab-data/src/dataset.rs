@@ -65,6 +65,40 @@ impl DatasetConfig {
         }
     }
 
+    /// The feature normalisation of the datasets that have one (`normalize:`).
+    fn feature_norm(&mut self) -> Option<&mut crate::preprocess::FeatureNorm> {
+        match self {
+            DatasetConfig::OfficeCaltechSurf(c) => Some(&mut c.normalize),
+            DatasetConfig::AmazonReviews(c) => Some(&mut c.normalize),
+            DatasetConfig::JdaDigits(c) => Some(&mut c.normalize),
+            DatasetConfig::FeatureFiles(c) => Some(&mut c.normalize),
+            DatasetConfig::Moons(_) | DatasetConfig::Digits(_) | DatasetConfig::ImageFolders(_) => None,
+        }
+    }
+
+    /// `normalize: <name>` when the preprocessing standardises each feature per domain (which removes much of a
+    /// covariate shift: divergences measured after it understate the shift), else None.
+    pub fn per_domain_standardisation(&self) -> Option<String> {
+        let mut c = self.clone();
+        c.feature_norm().filter(|n| n.standardises_per_domain()).map(|n| format!("normalize: {}", n.name()))
+    }
+
+    /// The same dataset with its per-domain standardisation removed (`sum-zscore` → `sum`, `zscore` → `none`): the
+    /// features on which a shift stays visible.
+    pub fn without_per_domain_standardisation(&self) -> DatasetConfig {
+        let mut c = self.clone();
+        if let Some(n) = c.feature_norm() {
+            *n = n.without_standardisation();
+        }
+        c
+    }
+
+    /// The feature normalisation as text (`normalize: …`), for datasets that have one.
+    pub fn normalization(&self) -> Option<String> {
+        let mut c = self.clone();
+        c.feature_norm().map(|n| format!("normalize: {}", n.name()))
+    }
+
     /// Domain names, in their canonical order.
     pub fn domains(&self) -> Vec<String> {
         match self {
@@ -158,6 +192,22 @@ impl DatasetConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Per-domain standardisation is recognised and removed for the divergence reports; other normalisations stay.
+    #[test]
+    fn per_domain_standardisation_is_named_and_removed() {
+        let cfg = |y: &str| -> DatasetConfig { serde_saphyr::from_str(y).unwrap() };
+        let surf = cfg("name: office-caltech10-surf");
+        assert_eq!(surf.per_domain_standardisation().as_deref(), Some("normalize: sum-zscore"));
+        let raw = surf.without_per_domain_standardisation();
+        assert_eq!(raw.normalization().as_deref(), Some("normalize: sum"));
+        assert_eq!(raw.per_domain_standardisation(), None);
+        let z = cfg("{name: amazon-reviews, normalize: zscore}");
+        assert_eq!(z.without_per_domain_standardisation().normalization().as_deref(), Some("normalize: none"));
+        let l2 = cfg("name: jda-digits");
+        assert_eq!((l2.per_domain_standardisation(), l2.normalization().as_deref()), (None, Some("normalize: l2")));
+        assert_eq!(cfg("name: moons").normalization(), None);
+    }
 
     #[test]
     fn check_task_without_loading() {

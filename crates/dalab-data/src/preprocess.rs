@@ -59,6 +59,32 @@ pub enum FeatureNorm {
 }
 
 impl FeatureNorm {
+    /// Whether it standardises each feature per domain (`zscore`, `sum-zscore`): that removes each domain's mean
+    /// and scale, much of a covariate shift, so divergences measured after it understate the shift.
+    pub fn standardises_per_domain(self) -> bool {
+        matches!(self, FeatureNorm::Zscore | FeatureNorm::SumZscore)
+    }
+
+    /// The normalisation without its per-domain standardisation (`sum-zscore` → `sum`, `zscore` → `none`).
+    pub fn without_standardisation(self) -> Self {
+        match self {
+            FeatureNorm::Zscore => FeatureNorm::None,
+            FeatureNorm::SumZscore => FeatureNorm::Sum,
+            other => other,
+        }
+    }
+
+    /// The name as written in YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureNorm::None => "none",
+            FeatureNorm::L2 => "l2",
+            FeatureNorm::Zscore => "zscore",
+            FeatureNorm::SumZscore => "sum-zscore",
+            FeatureNorm::Sum => "sum",
+        }
+    }
+
     /// Applies the normalisation to one domain's features.
     pub fn apply(self, x: &mut Array2<f64>) {
         match self {
