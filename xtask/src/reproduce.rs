@@ -47,6 +47,7 @@ const QUICK: &[(&str, &[&str])] = &[
     ("coral-table1", &["tasks=[A→W]"]),
     ("coral-table3", &["tasks=[A→W]", "seeds=[0]"]),
     ("dann-table1", &["tasks=[books→kitchen]", "seeds=[0]", "train.iterations=3600"]),
+    ("dann-figure2", &["seeds=[0]", "train.iterations=300"]),
     ("jda-table2-surf", &["tasks=[A→W]"]),
     ("jda-table2-digits", &["tasks=[usps→mnist]"]),
     (
@@ -242,6 +243,19 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
         let read =
             |f: &str| std::fs::read_to_string(out.join(f)).map_err(|e| format!("{}: {e}", out.join(f).display()));
         let mut table = read("report.md")?;
+        // Figures the report links (`plots/boundary-*.png`) go beside the document, in `<prefix><table>/`.
+        if table.contains("](plots/") {
+            let figs = results_dir.join(format!("{}{t}", suite.prefix));
+            std::fs::create_dir_all(&figs).map_err(|e| format!("{}: {e}", figs.display()))?;
+            let plots = out.join("plots");
+            for e in std::fs::read_dir(&plots).map_err(|e| format!("{}: {e}", plots.display()))?.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if name.starts_with("boundary-") && table.contains(&format!("](plots/{name})")) {
+                    std::fs::copy(e.path(), figs.join(&name)).map_err(|e| format!("{name}: {e}"))?;
+                }
+            }
+            table = table.replace("](plots/", &format!("]({}{t}/", suite.prefix));
+        }
         if let Some((_, file)) = suite.report {
             table.push('\n');
             table.push_str(&read(file)?);

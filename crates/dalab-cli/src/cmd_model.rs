@@ -187,3 +187,96 @@ pub fn eval(args: &InputArgs, data_dir: &Path) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The DANN paper's Figure 2 for the trial in `dir` when its inputs are 2-d points (e.g. the moons): its selected
+/// model's decision regions over the plane of both domains' samples, and the first two principal components of its
+/// features on both domains, as `out_dir/boundary-<trial>.png`. None when the inputs are not 2-d.
+pub fn boundary_figure(dir: &Path, data_dir: &Path, out_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let l = load(dir, Which::Selected)?;
+    if l.info.input_shape != [2] {
+        return Ok(None);
+    }
+    let c = &l.config;
+    let task = c.dataset.load_task(&c.source, &c.target, data_dir)?;
+    let points = |d: &Domain| -> anyhow::Result<(Tensor, Vec<dalab_runner::figures::Point>)> {
+        let x = d.x.to_dense()?;
+        let v: Vec<f32> = x.iter().copied().collect();
+        let pts = v.chunks(2).zip(&d.y).map(|(p, &y)| (f64::from(p[0]), f64::from(p[1]), y)).collect();
+        Ok((Tensor::from_slice(&v).view([-1, 2]), pts))
+    };
+    let (xs, src) = points(&task.source)?;
+    let (xt, tgt) = points(&task.target)?;
+    // The plane of both samples, 5% margin, 160 × 160 cells.
+    let n = 160usize;
+    let all = || src.iter().chain(&tgt);
+    let lim = |f: fn(&dalab_runner::figures::Point) -> f64| {
+        let (lo, hi) = all().map(f).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+        let m = 0.05 * (hi - lo).max(1e-9);
+        (lo - m, hi + m)
+    };
+    let (xr, yr) = (lim(|p| p.0), lim(|p| p.1));
+    let mut grid = Vec::with_capacity(2 * n * n);
+    for gy in 0..n {
+        for gx in 0..n {
+            let (cx, cy) = (
+                xr.0 + (gx as f64 + 0.5) * (xr.1 - xr.0) / n as f64,
+                yr.0 + (gy as f64 + 0.5) * (yr.1 - yr.0) / n as f64,
+            );
+            grid.extend([cx as f32, cy as f32]);
+        }
+    }
+    let grid = Tensor::from_slice(&grid).view([-1, 2]);
+    let (probs, fs, ft) = tch::no_grad(|| {
+        (l.method.predict(&grid).softmax(-1, Kind::Double), l.method.features(&xs), l.method.features(&xt))
+    });
+    let (pmax, arg) = probs.max_dim(-1, false);
+    let cells: Vec<(i64, f64)> = Vec::<i64>::try_from(arg)?.into_iter().zip(Vec::<f64>::try_from(pmax)?).collect();
+    // PCA of the pooled features: the top two right singular vectors of the centred matrix, each signed so that
+    // its largest entry is positive (a deterministic orientation).
+    let f = Tensor::cat(&[fs.flatten(1, -1), ft.flatten(1, -1)], 0).to_kind(Kind::Double);
+    let centred = &f - f.mean_dim(0, true, Kind::Double);
+    let (_, s, v) = centred.svd(true, true);
+    let k = v.size()[1].min(2);
+    let axes = v.narrow(1, 0, k);
+    let sign = axes.gather(0, &axes.abs().argmax(0, true), false).sign();
+    let axes = axes * sign;
+    let proj = centred.matmul(&axes);
+    let sq: Vec<f64> = Vec::try_from(s.square())?;
+    let explained = sq.iter().take(2).sum::<f64>() / sq.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+    let coords: Vec<f64> = Vec::try_from(proj.contiguous().view([-1]))?;
+    let at = |i: usize| (coords[i * k as usize], if k > 1 { coords[i * 2 + 1] } else { 0.0 });
+    let ns = src.len();
+    let pca_source = (0..ns).map(|i| (at(i).0, at(i).1, src[i].2)).collect();
+    let pca_target = (0..tgt.len()).map(|i| (at(ns + i).0, at(ns + i).1, tgt[i].2)).collect();
+    let acc = |x: &Tensor, pts: &[dalab_runner::figures::Point]| -> anyhow::Result<f64> {
+        let pred: Vec<i64> = Vec::try_from(tch::no_grad(|| l.method.predict(x)).argmax(-1, false))?;
+        Ok(pred.iter().zip(pts).filter(|(p, q)| **p == q.2).count() as f64 / pts.len().max(1) as f64)
+    };
+    let title = format!(
+        "{} on {}→{}, seed {}: source {:.1}%, target {:.1}% (model of step {})",
+        c.method,
+        c.source,
+        c.target,
+        c.seed,
+        100.0 * acc(&xs, &src)?,
+        100.0 * acc(&xt, &tgt)?,
+        l.info.selected_step
+    );
+    let fig = dalab_runner::figures::BoundaryFigure {
+        title,
+        x_range: xr,
+        y_range: yr,
+        n,
+        cells,
+        source: src,
+        target: tgt,
+        pca_source,
+        pca_target,
+        pca_explained: explained,
+    };
+    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "trial".into());
+    let path = out_dir.join(format!("boundary-{name}.png"));
+    dalab_runner::figures::draw_boundary(&fig, &path)?;
+    Ok(Some(path))
+}

@@ -77,6 +77,11 @@ enum Cmd {
         /// its features before any per-domain standardisation, into the report beside the gains.
         #[arg(long)]
         divergences: bool,
+        /// For every trial on 2-d inputs (the moons), the DANN paper's Figure 2: decision regions and a PCA of the
+        /// features of both domains, as plots/boundary-<trial>.png (also drawn when the reference file lists
+        /// `figures: [boundaries]`).
+        #[arg(long)]
+        boundaries: bool,
     },
     /// Dataset files: list what is known and present, verify checksums, fetch from the origin.
     #[command(subcommand)]
@@ -201,6 +206,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             selection,
             baseline,
             divergences,
+            boundaries,
         } => {
             let select_by = select_by
                 .map(|v| v.parse::<dalab_train::Validator>())
@@ -214,6 +220,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 selection,
                 baseline,
                 divergences: divergences.then_some(data.as_path()),
+                boundaries,
+                data_dir: data.as_path(),
             };
             report_cmd(&source, &runs_dir, &opts, &sets)
         }
@@ -496,6 +504,8 @@ struct ReportOptions<'a> {
     baseline: String,
     /// `--divergences`, with the data directory.
     divergences: Option<&'a Path>,
+    boundaries: bool,
+    data_dir: &'a Path,
 }
 
 fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[String]) -> Result<(), Failure> {
@@ -518,6 +528,29 @@ fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[
     let mut md = table.markdown(reference.as_ref());
     if let Some(data_dir) = opts.divergences {
         md.push_str(&cmd_divergence::task_divergences(&table, data_dir).map_err(runtime)?);
+    }
+    let wants = |f| reference.as_ref().is_some_and(|r| r.figures.contains(&f));
+    if opts.boundaries || wants(report::Figure::Boundaries) {
+        let mut figs = Vec::new();
+        for row in &table.rows {
+            for task in &table.tasks {
+                for d in table.trial_dirs.get(&(row.clone(), task.clone())).into_iter().flatten() {
+                    let dir = out.join("plots");
+                    if let Some(p) = cmd_model::boundary_figure(d, opts.data_dir, &dir).map_err(runtime)? {
+                        let name = p.file_name().expect("a file").to_string_lossy().to_string();
+                        figs.push(format!("![{row}, {task}: decision regions and feature PCA](plots/{name})"));
+                    }
+                }
+            }
+        }
+        if !figs.is_empty() {
+            md.push_str(&format!(
+                "\n**Decision regions and features** (the DANN paper's Figure 2: left, the input plane shaded by the \
+                 selected model's predicted class, source ● by label, target ×; right, the first two principal \
+                 components of the features of both domains).\n\n{}\n",
+                figs.join("\n\n")
+            ));
+        }
     }
     let write = |name: &str, body: &str| -> Result<(), Failure> {
         let p = out.join(name);

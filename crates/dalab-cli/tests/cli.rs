@@ -1281,6 +1281,16 @@ selection: dev
     let (so, se) = text(&out);
     assert!(out.status.success(), "{se}");
     assert!(so.contains("**Shift of each task**") && so.contains("| moons→moons-rotated | as the trials | "), "{so}");
+    // The DANN paper's Figure 2 for a trial on 2-d inputs: a 1400 × 640 PNG linked from the report.
+    let out = dalab(&["report", "val.yaml", "--runs-dir", "runs", "--no-plots", "--boundaries"], tmp.path());
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    let id = d.file_name().unwrap().to_string_lossy().to_string();
+    assert!(so.contains(&format!("decision regions and feature PCA](plots/boundary-{id}.png)")), "{so}");
+    let png = std::fs::read(d.parent().unwrap().join(format!("plots/boundary-{id}.png"))).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let be = |i: usize| u32::from_be_bytes(png[i..i + 4].try_into().unwrap());
+    assert_eq!((be(16), be(20)), (1400, 640), "IHDR width and height");
     let out = dalab(&["report", "val.yaml", "--runs-dir", "runs", "--select-by", "sdn"], tmp.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.starts_with("error: --select-by: unknown validator `sdn`; known validators: source_val,"));

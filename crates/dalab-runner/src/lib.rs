@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod exec;
+pub mod figures;
 pub mod report;
 pub mod selection;
 pub mod store;

@@ -38,6 +38,7 @@ pub struct Reference {
     /// Differences (points) beyond ± this are marked in bold.
     #[serde(default)]
     pub tolerance: Option<f64>,
+    #[serde(default)]
     pub rows: Vec<ReferenceRow>,
     #[serde(default)]
     pub notes: String,
@@ -45,6 +46,17 @@ pub struct Reference {
     /// `target_test` (the separate test split). Default: the test split when every trial has one.
     #[serde(default)]
     pub split: Option<Split>,
+    /// Figures the paper shows that the report should draw too (`boundaries`: the DANN paper's Figure 2 for every
+    /// trial on 2-d inputs, as `dalab report --boundaries`).
+    #[serde(default)]
+    pub figures: Vec<Figure>,
+}
+
+/// A figure a reference file asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Figure {
+    Boundaries,
 }
 
 /// Which target accuracy a table shows.
@@ -593,7 +605,7 @@ fn find_font() -> Option<Vec<u8>> {
     candidates.into_iter().find_map(|p| std::fs::read(p).ok())
 }
 
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     use std::sync::OnceLock;
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
@@ -820,6 +832,7 @@ mod tests {
             }],
             notes: "More.".into(),
             split: None,
+            figures: vec![],
         };
         let far = t.markdown(Some(&reference(43.0)));
         assert!(far.contains("| Δ svm − P | **-3.0** | **-3.0** |"), "{far}");
