@@ -24,6 +24,7 @@ pub fn registry() -> Registry {
     r.add::<dalab_afn::Afn>();
     r.add::<dalab_mdd::Mdd>();
     r.add::<dalab_target_only::TargetOnly>();
+    r.add::<dalab_layer_transfer::LayerTransfer>();
     r.add_classic::<dalab_svm::Svm>();
     r.add_classic::<dalab_coral_svm::CoralSvm>();
     r.add_classic::<dalab_1nn::OneNn>();

@@ -263,15 +263,16 @@ fn methods_and_show_config() {
     // Every registered method's printed config, pasted under `methods:`, is accepted by `dalab run` as is.
     let names: Vec<String> = so.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect();
     assert!(names.len() >= 9, "{names:?}");
-    // (`target-only` needs target labels: it is pasted into a `setting: supervised` file.)
+    // (`target-only` and `layer-transfer` need target labels: they are pasted into a `setting: supervised` file.)
     let (mut all, mut labelled) = (String::new(), String::new());
     for m in &names {
         let out = dalab(&["show-config", m], &repo());
         assert!(out.status.success(), "show-config {m}: {:?}", text(&out));
-        if m == "target-only" { &mut labelled } else { &mut all }.push_str(&indent(&text(&out).0));
+        let supervised_only = ["target-only", "layer-transfer"].contains(&m.as_str());
+        if supervised_only { &mut labelled } else { &mut all }.push_str(&indent(&text(&out).0));
     }
     let tmp = tempfile::tempdir().unwrap();
-    for (methods, setting, n) in [(&all, "", names.len() - 1), (&labelled, "setting: supervised\n", 1)] {
+    for (methods, setting, n) in [(&all, "", names.len() - 2), (&labelled, "setting: supervised\n", 2)] {
         let exp = format!("name: t\ntasks: [moons→moons-rotated]\n{setting}methods:\n{methods}");
         let f = tmp.path().join("e.yaml");
         std::fs::write(&f, exp).unwrap();

@@ -114,3 +114,19 @@ impl HeadMethod {
         })
     }
 }
+
+/// Copies every variable under `from` (a VarStore name prefix) onto the one of the same name under `to` (the
+/// networks' copies of ADDA and layer transfer). Returns how many were copied; an error names a variable of `from`
+/// that `to` lacks.
+pub fn copy_prefix(vs: &nn::VarStore, from: &str, to: &str) -> dalab_core::Result<usize> {
+    let vars = vs.variables();
+    let mut n = 0;
+    for (k, v) in vars.iter().filter(|(k, _)| k.starts_with(from)) {
+        let dst = format!("{to}{}", &k[from.len()..]);
+        let t =
+            vars.get(&dst).ok_or_else(|| dalab_core::Error::Other(format!("no variable `{dst}` to copy `{k}` to")))?;
+        tch::no_grad(|| t.shallow_clone().copy_(v));
+        n += 1;
+    }
+    Ok(n)
+}

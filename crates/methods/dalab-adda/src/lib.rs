@@ -22,7 +22,7 @@
 
 use dalab_core::StepCtx;
 use dalab_core::{FeatureExtractor, Group, Method, Optimizers, Result, Scalars, Stage, StageBatch, StageData};
-use dalab_nn::{ClassifierHead, Discriminator, DiscriminatorConfig, HeadConfig};
+use dalab_nn::{ClassifierHead, Discriminator, DiscriminatorConfig, HeadConfig, copy_prefix};
 use tch::{Kind, Tensor, nn};
 
 dalab_core::method_config! {
@@ -65,21 +65,6 @@ dalab_core::method_factory! {
         let on = cfg.discriminate;
         Ok(Box::new(Model { source: env.backbone, target, head, target_head, disc, stages, adapting: false, on }))
     }
-}
-
-/// Copies every variable under `from` (a VarStore name prefix) onto the one of the same name under `to`.
-/// Returns how many were copied; an error names a variable of `from` that `to` lacks.
-pub fn copy_prefix(vs: &nn::VarStore, from: &str, to: &str) -> Result<usize> {
-    let vars = vs.variables();
-    let mut n = 0;
-    for (k, v) in vars.iter().filter(|(k, _)| k.starts_with(from)) {
-        let dst = format!("{to}{}", &k[from.len()..]);
-        let t =
-            vars.get(&dst).ok_or_else(|| dalab_core::Error::Other(format!("no variable `{dst}` to copy `{k}` to")))?;
-        tch::no_grad(|| t.shallow_clone().copy_(v));
-        n += 1;
-    }
-    Ok(n)
 }
 
 /// `methods.adda.discriminate`.
