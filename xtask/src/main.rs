@@ -40,8 +40,12 @@ fn main() -> ExitCode {
             // The bench crate also holds libtorch benches, so it needs the install.
             check_rustflags().and_then(|_| setup(&parse_setup(&[])?)).and_then(|_| bench_metrics::run(&args[1..]))
         }
-        Some(cmd @ ("reproduce" | "selection")) => {
-            let suite = if cmd == "reproduce" { &reproduce::REPRODUCE } else { &reproduce::SELECTION };
+        Some(cmd @ ("reproduce" | "selection" | "transfer")) => {
+            let suite = match cmd {
+                "reproduce" => &reproduce::REPRODUCE,
+                "selection" => &reproduce::SELECTION,
+                _ => &reproduce::TRANSFER,
+            };
             check_rustflags().and_then(|_| setup(&parse_setup(&[])?)).and_then(|_| reproduce::run(suite, &args[1..]))
         }
         Some("-h" | "--help" | "help") | None => {
@@ -68,6 +72,8 @@ const USAGE: &str = "usage: cargo xtask <task>
   reproduce [--quick] [TABLE...]         run the paper tables of experiments/reproduce/, write docs/results/
   selection [--quick] [TABLE...]         run the selection-regret studies of experiments/selection/, write
                                          docs/results/selection-<table>.md
+  transfer [--quick] [TABLE...]          run the inductive-transfer studies of experiments/transfer/, write
+                                         docs/results/transfer-<table>.md
 environment: DALAB_CACHE_DIR (default ~/.cache/dalab), DALAB_TORCH=cpu|cuda (default: cuda when nvidia-smi sees a GPU)";
 
 fn repo_root() -> PathBuf {
@@ -386,6 +392,7 @@ fn test(args: &[String]) -> Result<()> {
         if reproduce::data_available(&root) {
             reproduce::run(&reproduce::REPRODUCE, &["--quick".to_string()])?;
             reproduce::run(&reproduce::SELECTION, &["--quick".to_string()])?;
+            reproduce::run(&reproduce::TRANSFER, &["--quick".to_string()])?;
         } else {
             eprintln!("xtask: no benchmark data (DALAB_DATA_DIR, ../shared/datasets); skipping `reproduce --quick`");
         }

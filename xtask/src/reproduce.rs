@@ -30,6 +30,34 @@ pub struct Suite {
 pub const REPRODUCE: Suite =
     Suite { command: "reproduce", dir: "experiments/reproduce", quick: QUICK, report: None, prefix: "" };
 
+/// `cargo xtask transfer`: the inductive-transfer studies of experiments/transfer/ (docs/transfer.md).
+pub const TRANSFER: Suite = Suite {
+    command: "transfer",
+    dir: "experiments/transfer",
+    quick: &[
+        (
+            "layer-transfer-digits",
+            &[
+                "seeds=[0]",
+                "train.iterations=60",
+                "methods.layer-transfer.base_iterations=60",
+                "train.eval_interval=30",
+            ],
+        ),
+        (
+            "transfer-curves-digits",
+            &[
+                "seeds=[0]",
+                "train.iterations=60",
+                "methods.layer-transfer.base_iterations=60",
+                "train.eval_interval=30",
+            ],
+        ),
+    ],
+    report: None,
+    prefix: "transfer-",
+};
+
 /// `cargo xtask selection`: the selection-regret studies of experiments/selection/ (docs/model-selection.md).
 pub const SELECTION: Suite = Suite {
     command: "selection",
@@ -243,14 +271,14 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
         let read =
             |f: &str| std::fs::read_to_string(out.join(f)).map_err(|e| format!("{}: {e}", out.join(f).display()));
         let mut table = read("report.md")?;
-        // Figures the report links (`plots/boundary-*.png`) go beside the document, in `<prefix><table>/`.
+        // Figures the report links (`plots/*.png`: boundaries, sweeps) go beside the document, in `<prefix><table>/`.
         if table.contains("](plots/") {
             let figs = results_dir.join(format!("{}{t}", suite.prefix));
             std::fs::create_dir_all(&figs).map_err(|e| format!("{}: {e}", figs.display()))?;
             let plots = out.join("plots");
             for e in std::fs::read_dir(&plots).map_err(|e| format!("{}: {e}", plots.display()))?.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if name.starts_with("boundary-") && table.contains(&format!("](plots/{name})")) {
+                if table.contains(&format!("](plots/{name})")) {
                     std::fs::copy(e.path(), figs.join(&name)).map_err(|e| format!("{name}: {e}"))?;
                 }
             }

@@ -82,6 +82,15 @@ enum Cmd {
         /// `figures: [boundaries]`).
         #[arg(long)]
         boundaries: bool,
+        /// Target accuracy against the values of this swept key (full dotted key or its last part), a line per
+        /// method and combination of the other swept values: a table and plots/sweep-<key>-<task>.png (also drawn
+        /// for a reference file's `figures: [{sweep: KEY}]`).
+        #[arg(long, value_name = "KEY")]
+        plot_sweep: Vec<String>,
+        /// Torrey & Shavlik's measures of transfer per row: start, slope (mean accuracy over the first third of
+        /// the steps) and asymptote of each trial's learning curve (its last stage), mean ± std over seeds.
+        #[arg(long)]
+        transfer_measures: bool,
     },
     /// Dataset files: list what is known and present, verify checksums, fetch from the origin.
     #[command(subcommand)]
@@ -207,6 +216,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             baseline,
             divergences,
             boundaries,
+            plot_sweep,
+            transfer_measures,
         } => {
             let select_by = select_by
                 .map(|v| v.parse::<dalab_train::Validator>())
@@ -221,6 +232,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 baseline,
                 divergences: divergences.then_some(data.as_path()),
                 boundaries,
+                plot_sweep,
+                transfer_measures,
                 data_dir: data.as_path(),
             };
             report_cmd(&source, &runs_dir, &opts, &sets)
@@ -505,6 +518,8 @@ struct ReportOptions<'a> {
     /// `--divergences`, with the data directory.
     divergences: Option<&'a Path>,
     boundaries: bool,
+    plot_sweep: Vec<String>,
+    transfer_measures: bool,
     data_dir: &'a Path,
 }
 
@@ -529,7 +544,26 @@ fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[
     if let Some(data_dir) = opts.divergences {
         md.push_str(&cmd_divergence::task_divergences(&table, data_dir).map_err(runtime)?);
     }
-    let wants = |f| reference.as_ref().is_some_and(|r| r.figures.contains(&f));
+    let wants = |f: report::Figure| reference.as_ref().is_some_and(|r| r.figures.contains(&f));
+    if opts.transfer_measures || wants(report::Figure::TransferMeasures) {
+        md.push_str(&report::transfer_measures_markdown(&table).map_err(runtime)?);
+    }
+    let mut sweeps = opts.plot_sweep.clone();
+    for f in reference.iter().flat_map(|r| &r.figures) {
+        if let report::Figure::Sweep(k) = f
+            && !sweeps.contains(k)
+        {
+            sweeps.push(k.clone());
+        }
+    }
+    if !sweeps.is_empty() {
+        let (results, _) = report::load_results(&exp_dir, only.as_ref()).map_err(runtime)?;
+        for k in &sweeps {
+            let (text, _) = report::plot_sweep(&results, k, table.test_split, &table.experiment, &out.join("plots"))
+                .map_err(runtime)?;
+            md.push_str(&text);
+        }
+    }
     if opts.boundaries || wants(report::Figure::Boundaries) {
         let mut figs = Vec::new();
         for row in &table.rows {

@@ -53,10 +53,15 @@ pub struct Reference {
 }
 
 /// A figure a reference file asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Figure {
+    /// The DANN paper's Figure 2 for trials on 2-d inputs (`--boundaries`).
     Boundaries,
+    /// Accuracy against a swept key (`--plot-sweep KEY`).
+    Sweep(String),
+    /// Torrey & Shavlik's three measures of transfer per row (`--transfer-measures`).
+    TransferMeasures,
 }
 
 /// Which target accuracy a table shows.
@@ -683,6 +688,205 @@ pub fn plot_curves(table: &Table, out_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// Torrey & Shavlik's three measures of transfer (Handbook of Research on Machine Learning Applications, 2009,
+/// "Transfer Learning", Figure 2) of one learning curve `(step, accuracy)`: **start** = the accuracy at the first
+/// evaluation; **slope** = the mean accuracy over the evaluations in the first third of training (the area under
+/// the curve's early part divided by its length, what a faster learner raises); **asymptote** = the accuracy at
+/// the last evaluation.
+pub fn transfer_measures(curve: &[(usize, f64)]) -> Option<(f64, f64, f64)> {
+    let (first, last) = (curve.first()?, curve.last()?);
+    let cut = first.0 + (last.0 - first.0) / 3;
+    let early: Vec<f64> = curve.iter().filter(|(s, _)| *s <= cut).map(|(_, a)| *a).collect();
+    Some((first.1, early.iter().sum::<f64>() / early.len() as f64, last.1))
+}
+
+/// `dalab report --transfer-measures`: per row and task the three measures of [`transfer_measures`] on each trial's
+/// evaluations of its last stage (where a method has several: the learning curve of the transferred model), mean ±
+/// std over seeds, in points.
+pub fn transfer_measures_markdown(table: &Table) -> Result<String> {
+    let what = if table.test_split { "target test accuracy" } else { "target accuracy" };
+    let mut s = format!(
+        "\n**{}: measures of transfer (Torrey & Shavlik) of {what} (%), mean ± std over seeds: start (first \
+         evaluation) / slope (mean over the first third of the steps) / asymptote (last evaluation).**\n\n\
+         | method | {} |\n|---|{}\n",
+        table.experiment,
+        table.tasks.join(" | "),
+        "---|".repeat(table.tasks.len())
+    );
+    for row in &table.rows {
+        let mut cells = Vec::new();
+        for task in &table.tasks {
+            let mut m: [Vec<f64>; 3] = Default::default();
+            for d in table.trial_dirs.get(&(row.clone(), task.clone())).into_iter().flatten() {
+                let r: TrialResult = match status(d) {
+                    TrialStatus::Done(r) => *r,
+                    _ => continue,
+                };
+                // The last stage's evaluations (a multi-stage method's final model learning).
+                let evals = if r.evaluations.is_empty() { vec![r.last.clone()] } else { r.evaluations.clone() };
+                let curve: Vec<(usize, f64)> = evals
+                    .iter()
+                    .filter(|e| e.stage == r.last.stage)
+                    .map(|e| (e.step, crate::selection::target_accuracy(e, table.test_split)))
+                    .collect();
+                if let Some((a, b, c)) = transfer_measures(&curve) {
+                    m[0].push(a);
+                    m[1].push(b);
+                    m[2].push(c);
+                }
+            }
+            cells.push(if m[0].is_empty() {
+                "–".to_string()
+            } else {
+                m.iter()
+                    .map(|v| {
+                        let c = Cell { values: v.clone(), keys: vec![] };
+                        if v.len() > 1 {
+                            format!("{:.1} ± {:.1}", 100.0 * c.mean(), 100.0 * c.std())
+                        } else {
+                            format!("{:.1}", 100.0 * c.mean())
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            });
+        }
+        s.push_str(&format!("| {row} | {} |\n", cells.join(" | ")));
+    }
+    Ok(s)
+}
+
+/// A line of a sweep plot: the value of the swept key (as text) → (the value, the accuracies over seeds).
+type SweepPoints = BTreeMap<String, (f64, Vec<f64>)>;
+
+/// `dalab report --plot-sweep KEY`: target accuracy against the numeric values of the swept `key` (the full
+/// dotted key or its last part), one line per method and combination of the other swept values, per task — e.g.
+/// accuracy against the number of copied layers for each layer-transfer condition (Yosinski et al., Figure 2).
+/// Returns the Markdown table (lines × values, mean ± std over seeds) and the PNGs written to `out_dir`.
+pub fn plot_sweep(
+    results: &[(TrialResult, PathBuf)],
+    key: &str,
+    test_split: bool,
+    experiment: &str,
+    out_dir: &Path,
+) -> Result<(String, Vec<PathBuf>)> {
+    use plotters::prelude::*;
+    let matches = |k: &str| k == key || k.rsplit('.').next() == Some(key);
+    // (task, line) → x → accuracies.
+    let mut data: BTreeMap<(String, String), SweepPoints> = BTreeMap::new();
+    let (mut lines, mut tasks): (Vec<String>, Vec<String>) = (vec![], vec![]);
+    let mut full_key = None;
+    for (r, _) in results {
+        let Some((k, v)) = r.sweep.iter().find(|(k, _)| matches(k)) else { continue };
+        let x = v
+            .as_f64()
+            .ok_or_else(|| Error::Other(format!("--plot-sweep {key}: value {v} of `{k}` is not a number")))?;
+        full_key.get_or_insert_with(|| k.clone());
+        let mut rest = r.sweep.clone();
+        rest.remove(k);
+        for p in POOLED_KEYS {
+            rest.remove(*p);
+        }
+        let line = label(&r.method, &rest);
+        if !lines.contains(&line) {
+            lines.push(line.clone());
+        }
+        if !tasks.contains(&r.task()) {
+            tasks.push(r.task());
+        }
+        let acc = if test_split { r.selected.target_test.unwrap_or(r.selected.target) } else { r.selected.target };
+        data.entry((r.task(), line)).or_default().entry(format!("{x}")).or_insert((x, vec![])).1.push(acc);
+    }
+    let Some(full_key) = full_key else {
+        return Err(Error::Other(format!("--plot-sweep {key}: no finished trial has a swept key `{key}`")));
+    };
+    let mut xs: Vec<f64> = data.values().flat_map(|m| m.values().map(|(x, _)| *x)).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let what = if test_split { "target test accuracy" } else { "target accuracy" };
+    let mut md = String::new();
+    let short = full_key.rsplit('.').next().unwrap_or(&full_key).to_string();
+    register_font()?;
+    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    let mut written = Vec::new();
+    for task in &tasks {
+        md.push_str(&format!(
+            "\n**{experiment}, {task}: {what} (%) against `{full_key}`, mean ± std over seeds.**\n\n| | {} |\n|---|{}\n",
+            xs.iter().map(|x| format!("{short} = {x}")).collect::<Vec<_>>().join(" | "),
+            "---|".repeat(xs.len())
+        ));
+        let mut series = Vec::new();
+        for line in &lines {
+            let Some(m) = data.get(&(task.clone(), line.clone())) else { continue };
+            let mut pts = Vec::new();
+            let cells: Vec<String> = xs
+                .iter()
+                .map(|x| match m.get(&format!("{x}")) {
+                    Some((_, v)) => {
+                        let c = Cell { values: v.clone(), keys: vec![] };
+                        pts.push((*x, 100.0 * c.mean(), 100.0 * c.std()));
+                        if v.len() > 1 {
+                            format!("{:.1} ± {:.1}", 100.0 * c.mean(), 100.0 * c.std())
+                        } else {
+                            format!("{:.1}", 100.0 * c.mean())
+                        }
+                    }
+                    None => "–".into(),
+                })
+                .collect();
+            md.push_str(&format!("| {line} | {} |\n", cells.join(" | ")));
+            series.push((line.clone(), pts));
+        }
+        let file: String = format!("sweep-{short}-{task}")
+            .replace('→', "_to_")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
+        let path = out_dir.join(format!("{file}.png"));
+        let (x0, x1) = (xs[0], xs[xs.len() - 1].max(xs[0] + 1e-9));
+        let (lo, hi) = series
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|q| (q.1 - q.2, q.1 + q.2)))
+            .fold((100f64, 0f64), |(a, b), (l, h)| (a.min(l), b.max(h)));
+        let (y0, y1) = ((lo - 2.0).max(0.0), (hi + 2.0).min(100.0));
+        let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+            let root = BitMapBackend::new(&path, (900, 560)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let pad = 0.05 * (x1 - x0);
+            let mut chart = ChartBuilder::on(&root)
+                .caption(format!("{experiment} — {task}"), ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(42)
+                .y_label_area_size(56)
+                .build_cartesian_2d((x0 - pad)..(x1 + pad), y0..y1)?;
+            chart.configure_mesh().x_desc(full_key.as_str()).y_desc(format!("{what} (%)")).draw()?;
+            for (i, (label, pts)) in series.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                chart.draw_series(pts.iter().map(|&(x, m, sd)| {
+                    PathElement::new(vec![(x, (m - sd).max(y0)), (x, (m + sd).min(y1))], color.stroke_width(1))
+                }))?;
+                chart.draw_series(pts.iter().map(|&(x, m, _)| Circle::new((x, m), 4, color.filled())))?;
+                chart
+                    .draw_series(LineSeries::new(pts.iter().map(|&(x, m, _)| (x, m)), color.stroke_width(2)))?
+                    .label(label.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(|e| Error::Other(format!("{}: cannot draw the plot: {e}", path.display())))?;
+        md.push_str(&format!("\n![{task}: {what} against {full_key}](plots/{file}.png)\n"));
+        written.push(path);
+    }
+    Ok((md, written))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -795,6 +999,44 @@ mod tests {
         let mut no_base = t.clone();
         no_base.baseline = "dann".into();
         assert!(no_base.gains_markdown().is_none());
+    }
+
+    /// Start, slope (mean over the first third of the steps) and asymptote of a curve, by hand.
+    #[test]
+    fn transfer_measures_of_a_hand_made_curve() {
+        let (start, slope, asymptote) = transfer_measures(&[(100, 0.5), (200, 0.6), (300, 0.7), (600, 0.9)]).unwrap();
+        // The first third ends at 100 + (600 − 100)/3 = 266: evaluations 100 and 200.
+        assert_eq!((start, asymptote), (0.5, 0.9));
+        assert!((slope - 0.55).abs() < 1e-15);
+        assert_eq!(transfer_measures(&[]), None);
+    }
+
+    /// Accuracy against a swept number: one line per combination of the other swept values, cells mean ± std.
+    #[test]
+    fn plot_sweep_tabulates_lines_against_the_swept_values() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut results = Vec::new();
+        for (n, tune, seed, acc) in
+            [(0, false, 0, 0.5), (0, false, 1, 0.7), (2, false, 0, 0.4), (0, true, 0, 0.8), (2, true, 0, 0.9)]
+        {
+            let rec = serde_json::json!({"step": 10, "source": 1.0, "target": acc});
+            let r: TrialResult = serde_json::from_value(serde_json::json!({
+                "trial": format!("t{n}{tune}{seed}"), "experiment": "e", "method": "lt", "source": "A", "target": "B",
+                "seed": seed, "sweep": {"methods.lt.copy_layers": n, "methods.lt.fine_tune": tune},
+                "selection": "last", "oracle": false, "selected": rec, "last": rec,
+                "steps": 10, "seconds": 0.1, "device": "cpu", "dalab_version": "0"
+            }))
+            .unwrap();
+            results.push((r, tmp.path().to_path_buf()));
+        }
+        let (md, files) = plot_sweep(&results, "copy_layers", false, "e", &tmp.path().join("plots")).unwrap();
+        assert!(md.contains("| | copy_layers = 0 | copy_layers = 2 |"), "{md}");
+        assert!(md.contains("| lt (fine_tune=false) | 60.0 ± 14.1 | 40.0 |"), "{md}");
+        assert!(md.contains("| lt (fine_tune=true) | 80.0 | 90.0 |"), "{md}");
+        assert_eq!(files.len(), 1);
+        assert!(std::fs::read(&files[0]).unwrap().starts_with(b"\x89PNG"));
+        let e = plot_sweep(&results, "nope", false, "e", tmp.path()).unwrap_err().to_string();
+        assert_eq!(e, "--plot-sweep nope: no finished trial has a swept key `nope`");
     }
 
     /// Draws of `dataset.sample_seed` pool into one row (like seeds); another swept key keeps its own rows.

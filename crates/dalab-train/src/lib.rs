@@ -63,6 +63,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct EvalRecord {
     /// Number of optimisation steps done.
     pub step: usize,
+    /// The stage the evaluation ended (multi-stage methods; absent in results of older versions).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stage: Option<String>,
     /// On the source training data.
     pub source: f64,
     /// On the held-out source split (`selection: source_val` only).
@@ -218,6 +221,7 @@ impl EvalSet {
         let test = self.target_test.as_ref().map(|(x, _)| run(x, false)).transpose()?;
         let mut rec = EvalRecord {
             step,
+            stage: None,
             source: accuracy_of(&src_logits, &self.source.1),
             source_val: val.as_ref().zip(self.source_val.as_ref()).map(|((l, _), (_, y))| accuracy_of(l, y)),
             target: accuracy_of(&tgt_logits, &self.target.1),
@@ -784,7 +788,8 @@ fn train_inner(
                 }
             }
             if step % tc.eval_interval == 0 || stage_end {
-                let rec = eval_set.evaluate(method.as_ref(), step, tc.eval_batch_size)?;
+                let mut rec = eval_set.evaluate(method.as_ref(), step, tc.eval_batch_size)?;
+                rec.stage = Some(stage.name.to_string());
                 for s in sinks.iter_mut() {
                     s.eval(&rec)?;
                 }
@@ -915,6 +920,7 @@ pub fn fit_classic(
             |x: &ndarray::Array2<f64>, y: &[i64]| dalab_classic::accuracy(&fitted.classifier.predict(x.view()), y);
         let rec = EvalRecord {
             step: 0,
+            stage: None,
             source: score(&xs, &task.source.y),
             source_val: None,
             target: score(&xt, &task.target.y),

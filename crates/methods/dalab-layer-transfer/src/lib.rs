@@ -17,7 +17,8 @@
 //! gradient (its `requires_grad` is off), so the optimizer leaves it, and its momentum, untouched.
 //!
 //! Task B's labels are the target's, so the method runs only under `setting: supervised` (the whole target training
-//! data labelled; scored on the target test split where the dataset has one).
+//! data labelled) or `semi_supervised` (k labelled samples per class: transfer with few labels); it is scored on
+//! the target test split where the dataset has one.
 
 use dalab_core::{
     Group, LabelledTarget, Method, Optimizers, Result, Scalars, Setting, Stage, StageBatch, StageData, StepCtx,
@@ -54,7 +55,7 @@ dalab_core::method_factory! {
     /// The registry entry.
     pub LayerTransfer: "layer-transfer",
         "the first n layers of a base network copied into a new one, frozen or fine-tuned (Yosinski et al. 2014)";
-    settings: [Setting::Supervised];
+    settings: [Setting::Supervised, Setting::SemiSupervised];
     groups: ["base", "transfer"];
     build(cfg: &LayerTransferConfig, vs, env) {
         let transfer = (env.make_backbone)(&(vs / "transfer" / "backbone"))?;
@@ -177,7 +178,8 @@ impl Method for Model {
 
     fn train_step(&mut self, _batch: StageBatch<'_>, ctx: &StepCtx, _opt: &mut dyn Optimizers) -> Result<Scalars> {
         Err(dalab_core::Error::Other(format!(
-            "stage `{}`: layer-transfer learns task B from the target's labels: it needs `setting: supervised`",
+            "stage `{}`: layer-transfer learns task B from the target's labels: it needs `setting: supervised` or \
+             `semi_supervised`",
             ctx.stage
         )))
     }
@@ -341,7 +343,7 @@ mod tests {
 
     #[test]
     fn too_many_layers_and_the_unsupervised_setting_are_errors() {
-        assert_eq!(LayerTransfer::SETTINGS, [Setting::Supervised]);
+        assert_eq!(LayerTransfer::SETTINGS, [Setting::Supervised, Setting::SemiSupervised]);
         let cfg = LayerTransferConfig { copy_layers: 4, ..Default::default() };
         let (vs, mut m, _) = build(&cfg);
         let stages = m.stages();
