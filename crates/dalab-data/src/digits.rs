@@ -67,7 +67,7 @@ pub fn load_raw(domain: &str, split: &str, data_dir: &Path) -> Result<(Array4<f3
                 format!("digits/usps/derived_npy/usps_{split}_x.npy"),
                 format!("digits/usps/derived_npy/usps_{split}_y.npy"),
             );
-            let (x, y, px, py) = match (m.present(data_dir, &rx), m.present(data_dir, &ry)) {
+            let (x, y, px, py) = match (m.present(data_dir, &rx)?, m.present(data_dir, &ry)?) {
                 (Some(px), Some(py)) => {
                     let x = crate::formats::npy::read_npy(&px).map_err(|e| m.explain(&rx, e))?;
                     let y = crate::formats::npy::read_npy(&py).map_err(|e| m.explain(&ry, e))?;

@@ -276,6 +276,15 @@ impl FeatureFilesConfig {
                 format!("{} labels for {} samples in {}{hint}", raw_labels.len(), x.nrows(), file.display()),
             ));
         }
+        // Every feature must be finite in f32 (the precision of training): a NaN, an infinity or a value beyond
+        // ±f32::MAX (finite in the file, infinite once converted) is an error naming the file, sample and feature.
+        if let Some(((r, c), v)) = x.indexed_iter().find(|(_, v)| !(v.is_finite() && v.abs() <= f64::from(f32::MAX))) {
+            let what = if v.is_finite() { "is beyond f32's range (±3.4e38)" } else { "is not finite" };
+            return Err(Error::format(
+                &file,
+                format!("domain `{}`: sample {r}, feature {c} (0-based): value {v} {what}", d.name),
+            ));
+        }
         let mut y = Vec::with_capacity(raw_labels.len());
         for (i, v) in raw_labels.iter().enumerate() {
             // In f64: a label of 2^63 or more, or a large offset, must not overflow an i64.
@@ -384,6 +393,20 @@ mod tests {
             };
             let e = big.read_domain(&big.domains[0], Path::new("b_x.npy"), p).unwrap_err().to_string();
             assert!(e.contains("big_y.npy") && e.contains("of sample 1") && e.contains("class limit"), "{e}");
+        }
+        // A NaN, an infinity or a value beyond f32 (1e39: finite in the file): the file, the sample, the feature.
+        for (v, what) in [
+            (f64::NAN, "value NaN is not finite"),
+            (f64::INFINITY, "value inf is not finite"),
+            (1e39, "value 1000000000000000000000000000000000000000 is beyond f32's range"),
+        ] {
+            npy::write_npy(&p.join("bad_x.npy"), &array![[1.0, 1.0], [2.0, v]].into_dyn(), false).unwrap();
+            let bad = FeatureFilesConfig {
+                domains: vec![FeatureDomain { name: "bad".into(), path: "bad_x.npy".into(), ..cfg.domains[1].clone() }],
+                ..cfg.clone()
+            };
+            let e = bad.read_domain(&bad.domains[0], Path::new("bad_x.npy"), p).unwrap_err().to_string();
+            assert!(e.contains("bad_x.npy: domain `bad`: sample 1, feature 1 (0-based): ") && e.contains(what), "{e}");
         }
         let many = FeatureFilesConfig { classes: Some(vec!["c".into(); 100_001]), ..cfg.clone() };
         assert_eq!(many.validate().unwrap_err(), "classes: at most 100000 classes (the class limit), got 100001");

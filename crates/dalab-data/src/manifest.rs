@@ -1,7 +1,9 @@
 //! Dataset manifests (`datasets/*.yaml` at the workspace root, embedded in the binary): for each dataset
-//! its files, byte sizes, SHA-256 and origin URL. Loaders find files through [`Manifest::require`], which
-//! turns a missing or wrongly sized file into an error naming the file, its expected SHA-256 and the fetch
-//! command; `dalab data verify` checks the full SHA-256.
+//! its files, byte sizes, SHA-256 and origin URL. Loaders find files through [`Manifest::require`] (and
+//! [`Manifest::present`] for optional copies), which turn a missing, wrongly sized or corrupt file into an error
+//! naming the file, its expected and found SHA-256 and the fetch command. The SHA-256 of a file is checked when it
+//! is first loaded and the verdict cached by path, size and modification time ([`VERIFIED_CACHE`]), so a file
+//! costs one hash until it changes; `dalab data verify` checks every file afresh.
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -110,14 +112,15 @@ impl Manifest {
             .ok_or_else(|| Error::Invalid(format!("manifest `{}` has no file `{rel}`", self.name)))
     }
 
-    /// Path of `rel` in `data_dir` if the file exists (no checks): for optional files.
-    pub fn present(&self, data_dir: &Path, rel: &str) -> Option<PathBuf> {
+    /// Path of `rel` in `data_dir` if the file exists, checked like [`Manifest::require`] (an optional copy
+    /// that is present but corrupt is an error, not a silent fallback).
+    pub fn present(&self, data_dir: &Path, rel: &str) -> Result<Option<PathBuf>> {
         let p = local_path(data_dir, rel);
-        p.is_file().then_some(p)
+        if p.is_file() { self.require(data_dir, rel).map(Some) } else { Ok(None) }
     }
 
-    /// Path of `rel` in `data_dir`, checked to exist and, for files with a URL, to have the manifest's size.
-    /// (The full SHA-256 is checked by [`verify`], not on every load.)
+    /// Path of `rel` in `data_dir`, checked to exist, to have the manifest's size (files with a URL) and its
+    /// SHA-256 (once per size and modification time: [`VERIFIED_CACHE`]).
     pub fn require(&self, data_dir: &Path, rel: &str) -> Result<PathBuf> {
         let f = self.file(rel)?;
         let path = local_path(data_dir, &f.path);
@@ -136,6 +139,23 @@ impl Manifest {
                 what: format!("{} bytes, expected {} (truncated or another version?)", meta.len(), f.bytes),
             });
         }
+        let key = verified_key(&path, &meta, &f.sha256);
+        let cache = verified_cache_path();
+        if cache.as_ref().is_some_and(|c| read_verified(c).contains(&key)) {
+            return Ok(path);
+        }
+        let found = sha256_file(&path)?;
+        if found != f.sha256 {
+            return Err(Error::Corrupt {
+                path,
+                dataset: self.name.clone(),
+                sha256: f.sha256.clone(),
+                what: format!("SHA-256 {found}: the content differs from the manifest's (corrupt or edited)"),
+            });
+        }
+        if let Some(c) = cache {
+            record_verified(&c, &key);
+        }
         Ok(path)
     }
 
@@ -153,6 +173,45 @@ impl Manifest {
             },
             (e, _) => e,
         }
+    }
+}
+
+/// The file (under `$DALAB_CACHE_DIR`, else `$XDG_CACHE_HOME/dalab`, else `~/.cache/dalab`) that records the files
+/// whose SHA-256 matched their manifest, one line each: `sha256 <TAB> bytes <TAB> mtime (ns) <TAB> path`. A file
+/// whose size or modification time changed is hashed again.
+pub const VERIFIED_CACHE: &str = "verified-data-v1.tsv";
+
+fn verified_cache_path() -> Option<PathBuf> {
+    let dir = match (std::env::var_os("DALAB_CACHE_DIR"), std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
+    {
+        (Some(d), _, _) if !d.is_empty() => PathBuf::from(d),
+        (_, Some(x), _) if !x.is_empty() => PathBuf::from(x).join("dalab"),
+        (_, _, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".cache").join("dalab"),
+        _ => return None,
+    };
+    Some(dir.join(VERIFIED_CACHE))
+}
+
+fn verified_key(path: &Path, meta: &std::fs::Metadata, sha256: &str) -> String {
+    let mtime =
+        meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("{sha256}\t{}\t{mtime}\t{}", meta.len(), abs.display())
+}
+
+fn read_verified(cache: &Path) -> std::collections::HashSet<String> {
+    std::fs::read_to_string(cache).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// Appends a verdict (one `write` of one line in append mode, so concurrent loaders do not interleave); a cache
+/// that cannot be written only costs a hash next time.
+fn record_verified(cache: &Path, key: &str) {
+    use std::io::Write;
+    if let Some(dir) = cache.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(cache) {
+        let _ = f.write_all(format!("{key}\n").as_bytes());
     }
 }
 
@@ -361,6 +420,55 @@ mod tests {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("./data"));
         assert_eq!(data_dir(None), expect);
+    }
+
+    #[test]
+    fn a_corrupt_file_of_the_right_size_is_caught_at_load_and_a_good_one_hashed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        // SAFETY: nextest runs each test in its own process; no other thread reads the environment here.
+        unsafe { std::env::set_var("DALAB_CACHE_DIR", cache.path()) };
+        let content = b"dalab manifest check\n";
+        let sha = hex::encode(Sha256::digest(content));
+        let yaml = format!(
+            "name: t\ntitle: t\norigin: o\nlicense: l\nfiles:\n  - {{path: t/a.bin, bytes: {}, sha256: {sha}, url: https://x.invalid/a}}\n",
+            content.len()
+        );
+        let m = parse_manifest("t.yaml", &yaml).unwrap();
+        let p = local_path(dir.path(), "t/a.bin");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        assert_eq!(m.require(dir.path(), "t/a.bin").unwrap(), p);
+        let cached = std::fs::read_to_string(cache.path().join(VERIFIED_CACHE)).unwrap();
+        assert_eq!(cached.lines().count(), 1);
+        assert!(cached.starts_with(&format!("{sha}\t{}\t", content.len())), "{cached}");
+        // One byte flipped, same size: caught, with both digests and the fetch command.
+        let mut bad = content.to_vec();
+        bad[3] ^= 1;
+        std::fs::write(&p, &bad).unwrap();
+        let mtime = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&p).unwrap().set_modified(mtime).unwrap();
+        let e = m.require(dir.path(), "t/a.bin").unwrap_err().to_string();
+        let found = hex::encode(Sha256::digest(&bad));
+        assert_eq!(
+            e,
+            format!(
+                "{}: SHA-256 {found}: the content differs from the manifest's (corrupt or edited) (dataset `t`, \
+                 expected SHA-256 {sha}); get it again with `dalab data fetch t`",
+                p.display()
+            )
+        );
+        assert!(m.present(dir.path(), "t/a.bin").is_err(), "a corrupt optional copy is an error too");
+        // The verdict is cached by size and modification time: the original content back, with the mtime it
+        // was verified at, is not hashed again (the cache has still one line).
+        std::fs::write(&p, content).unwrap();
+        let meta = std::fs::metadata(&p).unwrap();
+        let key = verified_key(&p, &meta, &sha);
+        assert!(!read_verified(&cache.path().join(VERIFIED_CACHE)).contains(&key), "a new mtime is a new key");
+        assert!(m.require(dir.path(), "t/a.bin").is_ok());
+        assert_eq!(std::fs::read_to_string(cache.path().join(VERIFIED_CACHE)).unwrap().lines().count(), 2);
+        assert!(m.require(dir.path(), "t/a.bin").is_ok());
+        assert_eq!(std::fs::read_to_string(cache.path().join(VERIFIED_CACHE)).unwrap().lines().count(), 2);
     }
 
     #[test]

@@ -33,9 +33,17 @@ pub fn parse_npy(b: &[u8]) -> std::result::Result<ArrayD<f64>, String> {
         return Err("truncated .npy header".into());
     }
     let header = std::str::from_utf8(&b[hstart..hstart + hlen]).map_err(|_| "non-UTF-8 .npy header".to_string())?;
+    let dict = header.trim_end_matches(['\n', ' ', '\x00']).trim_start();
+    if !(dict.starts_with('{') && dict.ends_with('}')) {
+        return Err("the .npy header is not a Python dict literal `{...}`".into());
+    }
     let descr = dict_value(header, "descr").ok_or("no 'descr' in the .npy header")?;
     let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
-    let fortran = dict_value(header, "fortran_order").ok_or("no 'fortran_order' in the .npy header")?.trim() == "True";
+    let fortran = match dict_value(header, "fortran_order").ok_or("no 'fortran_order' in the .npy header")?.trim() {
+        "True" => true,
+        "False" => false,
+        other => return Err(format!("fortran_order must be True or False in the .npy header, got `{other}`")),
+    };
     let shape_s = dict_value(header, "shape").ok_or("no 'shape' in the .npy header")?;
     let shape: Vec<usize> = shape_s
         .trim()
@@ -53,6 +61,12 @@ pub fn parse_npy(b: &[u8]) -> std::result::Result<ArrayD<f64>, String> {
     if data.len() < need {
         return Err(format!(
             "truncated .npy data: shape {shape:?} of {descr} needs {need} bytes, file has {}",
+            data.len()
+        ));
+    }
+    if data.len() > need {
+        return Err(format!(
+            "{} bytes after the .npy header, but shape {shape:?} of {descr} is {need} (corrupt header or extra data)",
             data.len()
         ));
     }

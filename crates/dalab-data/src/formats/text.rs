@@ -57,6 +57,9 @@ pub fn parse(path: &Path, bytes: &[u8], delim: Delimiter, header: Option<bool>) 
             lines.remove(0);
         }
     }
+    if lines.is_empty() {
+        return Err(Error::format(path, "no data rows (an empty file, or a header alone)"));
+    }
     let parsed: Vec<std::result::Result<Vec<f64>, Error>> = lines
         .par_iter()
         .map(|&(ln, l)| {
