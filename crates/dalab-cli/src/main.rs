@@ -361,7 +361,10 @@ impl Observer for Progress {
     }
 
     fn finished(&mut self, i: usize, t: &Trial, o: &Outcome) {
-        self.done += 1;
+        // A trial another runner holds is counted when it finishes there (`wait_for_busy`).
+        if !matches!(o, Outcome::Busy) {
+            self.done += 1;
+        }
         if let Some((mp, overall, per)) = &mut self.bars {
             overall.inc(1);
             if let Some(b) = per[i].take() {
@@ -380,7 +383,7 @@ impl Observer for Progress {
             ),
             Outcome::AlreadyDone(_) => format!("{head}: done earlier, skipped"),
             Outcome::Failed(reason) => format!("{head}: FAILED: {reason}"),
-            Outcome::Busy => format!("{head}: being run by another runner, skipped"),
+            Outcome::Busy => format!("{head}: being run by another runner; waited for after the others"),
         };
         self.line(msg);
     }
@@ -449,7 +452,12 @@ fn run_experiment(
         devices,
     };
     let mut progress = Progress::new(trials.len());
-    let outcomes = dalab_runner::run_all(&plan, &trials, &mut progress).map_err(runtime)?;
+    let mut outcomes = dalab_runner::run_all(&plan, &trials, &mut progress).map_err(runtime)?;
+    let busy = outcomes.iter().filter(|o| matches!(o, Outcome::Busy)).count();
+    if busy > 0 {
+        println!("{busy} trial(s) are being run by another runner: waiting for them");
+        dalab_runner::exec::wait_for_busy(&plan, &trials, &mut outcomes, &mut progress).map_err(runtime)?;
+    }
     if let Some((_, overall, _)) = &progress.bars {
         overall.finish_and_clear();
     }

@@ -1340,3 +1340,42 @@ setting: supervised
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     assert!(text(&out).1.contains("target-only"), "{:?}", text(&out));
 }
+
+/// A second runner on an experiment whose trial another runner holds: it runs the others, says once that it waits,
+/// and when the lock is released (here the other runner stops without finishing) runs that trial itself and exits
+/// 0 with every result present.
+#[test]
+fn a_second_runner_waits_for_trials_running_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = "name: two\ndataset: {name: moons}\ntasks: [moons→moons-rotated]\nmethods: {source-only: {}, dann: {}}\n\
+                train: {iterations: 50, eval_interval: 25, threads: 1}\n";
+    std::fs::write(tmp.path().join("two.yaml"), yaml).unwrap();
+    let out = dalab(&["run", "two.yaml", "--runs-dir", "runs", "--dry-run"], tmp.path());
+    let listed = text(&out).0;
+    let id = |m: &str| {
+        listed.lines().find(|l| l.starts_with(m)).and_then(|l| l.split_whitespace().next()).unwrap().to_string()
+    };
+    let (so_id, dann_id) = (id("source-only_"), id("dann_"));
+    let exp_dir = tmp.path().join("runs/two");
+    let lock = dalab_runner::store::try_lock(&exp_dir, &dann_id).unwrap().expect("the lock is free");
+    let child = Command::new(env!("CARGO_BIN_EXE_dalab"))
+        .args(["run", "two.yaml", "--runs-dir", "runs"])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !exp_dir.join(&so_id).join("result.json").exists() {
+        assert!(t0.elapsed().as_secs() < 120, "the free trial did not finish");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!exp_dir.join(&dann_id).join("result.json").exists(), "the held trial was not run meanwhile");
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(so.contains("1 trial(s) are being run by another runner: waiting for them"), "{so}");
+    assert!(exp_dir.join(&dann_id).join("result.json").exists());
+}

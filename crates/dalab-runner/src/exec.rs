@@ -74,6 +74,59 @@ enum Msg {
 }
 
 /// Runs every trial that is not finished yet; returns one outcome per trial, in order.
+/// The trials of `outcomes` that another runner was running ([`Outcome::Busy`]): waits for each to finish (its
+/// lock), then takes its result, its failure, or — when the other runner stopped without finishing it — runs it
+/// here. Returns how many were waited for.
+pub fn wait_for_busy(
+    plan: &RunPlan,
+    trials: &[Trial],
+    outcomes: &mut [Outcome],
+    obs: &mut dyn Observer,
+) -> Result<usize> {
+    let busy: Vec<usize> = (0..trials.len()).filter(|&i| matches!(outcomes[i], Outcome::Busy)).collect();
+    let mut rerun = Vec::new();
+    for &i in &busy {
+        let t = &trials[i];
+        let exp_dir = plan.runs_dir.join(&t.config.experiment);
+        drop(crate::store::wait_lock(&exp_dir, &t.id())?);
+        outcomes[i] = match status(&t.dir(&plan.runs_dir)) {
+            TrialStatus::Done(r) => Outcome::AlreadyDone(r),
+            TrialStatus::Failed(reason) => Outcome::Failed(reason),
+            TrialStatus::Pending => {
+                rerun.push(i);
+                continue;
+            }
+        };
+        obs.finished(i, t, &outcomes[i]);
+    }
+    if !rerun.is_empty() {
+        let subset: Vec<Trial> = rerun.iter().map(|&i| trials[i].clone()).collect();
+        let mut mapped = Remap { inner: obs, index: &rerun };
+        for (&i, o) in rerun.iter().zip(run_all(plan, &subset, &mut mapped)?) {
+            outcomes[i] = o;
+        }
+    }
+    Ok(busy.len())
+}
+
+/// An observer of a subset of the trials, reporting their indices in the whole list.
+struct Remap<'a> {
+    inner: &'a mut dyn Observer,
+    index: &'a [usize],
+}
+
+impl Observer for Remap<'_> {
+    fn started(&mut self, i: usize, t: &Trial) {
+        self.inner.started(self.index[i], t);
+    }
+    fn progress(&mut self, i: usize, t: &Trial, step: usize, total: usize) {
+        self.inner.progress(self.index[i], t, step, total);
+    }
+    fn finished(&mut self, i: usize, t: &Trial, o: &Outcome) {
+        self.inner.finished(self.index[i], t, o);
+    }
+}
+
 pub fn run_all(plan: &RunPlan, trials: &[Trial], obs: &mut dyn Observer) -> Result<Vec<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; trials.len()];
     let mut queue = std::collections::VecDeque::new();

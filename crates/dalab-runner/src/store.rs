@@ -91,6 +91,26 @@ pub fn try_lock(exp_dir: &Path, id: &str) -> Result<Option<TrialLock>> {
     if err.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(None) } else { Err(io_err(&path)(err)) }
 }
 
+/// Waits until no other process holds the trial's lock, then holds it (released on drop).
+pub fn wait_lock(exp_dir: &Path, id: &str) -> Result<TrialLock> {
+    let dir = exp_dir.join(".locks");
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let path = dir.join(format!("{id}.lock"));
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+    loop {
+        // SAFETY: flock on a valid, open file descriptor.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc == 0 {
+            return Ok(TrialLock { _file: file, path });
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(io_err(&path)(err));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,10 @@ pub fn read(path: &Path, base: IndexBase, n_features: Option<usize>) -> Result<S
     parse(path, &bytes, base, n_features)
 }
 
+/// The largest feature count inferred from a file's indices (2^24): a dense matrix of a few samples of that width
+/// is already gigabytes; beyond it a corrupt index would ask for an allocation that cannot succeed.
+pub const MAX_INFERRED_FEATURES: usize = 1 << 24;
+
 /// Parses svmlight text read from `path` (named in errors).
 pub fn parse(path: &Path, bytes: &[u8], base: IndexBase, n_features: Option<usize>) -> Result<Svmlight> {
     let text = std::str::from_utf8(bytes).map_err(|e| Error::format(path, format!("not UTF-8 text ({e})")))?;
@@ -87,6 +91,16 @@ pub fn parse(path: &Path, bytes: &[u8], base: IndexBase, n_features: Option<usiz
                     path,
                     ln,
                     format!("feature index {raw} in `{tok}` is out of range for {n} features"),
+                ));
+            }
+            if n_features.is_none() && idx >= MAX_INFERRED_FEATURES {
+                return Err(Error::at_line(
+                    path,
+                    ln,
+                    format!(
+                        "feature index {raw} in `{tok}` implies more than {MAX_INFERRED_FEATURES} features (the limit \
+                         for a file whose feature count is not given)"
+                    ),
                 ));
             }
             if idx > u32::MAX as usize {
