@@ -103,7 +103,7 @@ impl Validate for BackboneConfig {
                 if path.as_os_str().is_empty() {
                     return Err("path: must name a TorchScript file".into());
                 }
-                Ok(())
+                check_torchscript(path).map_err(|e| format!("path: {}: {e}", path.display()))
             }
         }
     }
@@ -245,7 +245,9 @@ pub fn build_backbone(cfg: &BackboneConfig, vs: &nn::Path, input_shape: &[i64]) 
         BackboneConfig::DannDigits { fc } => Box::new(Cnn::new(vs, input_shape, &[32, 48], false, fc)?),
         BackboneConfig::Lenet { fc } => Box::new(Cnn::new(vs, input_shape, &[20, 50], true, fc)?),
         BackboneConfig::Torchscript { path } => {
-            let err = |e: tch::TchError| Error::Config(format!("model.backbone.path: {}: {e}", path.display()));
+            let err = |e: tch::TchError| {
+                Error::Config(format!("model.backbone.path: {}: {}", path.display(), torch_message(&e)))
+            };
             let mut module = tch::TrainableCModule::load(path, vs.clone()).map_err(err)?;
             module.set_eval();
             let mut shape = vec![2];
@@ -256,6 +258,32 @@ pub fn build_backbone(cfg: &BackboneConfig, vs: &nn::Path, input_shape: &[i64]) 
             Box::new(TorchScript { module: Mutex::new((module, false)), out_dim })
         }
     })
+}
+
+/// The first line of a libtorch error: its message without the C++ backtrace that follows it.
+pub fn torch_message(e: &tch::TchError) -> String {
+    let text = e.to_string();
+    let text = text.trim_start_matches("Internal torch error: ");
+    text.split("\nException raised from").next().unwrap_or(text).lines().next().unwrap_or("").trim().to_string()
+}
+
+/// Whether the TorchScript file at `path` loads (checked once per path and process, when an experiment is validated,
+/// so a bad file is one line before any trial starts).
+fn check_torchscript(path: &std::path::Path) -> Result<(), String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashMap<std::path::PathBuf, Result<(), String>>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(r) = seen.lock().expect("not poisoned").get(path) {
+        return r.clone();
+    }
+    let r = if !path.is_file() {
+        Err("no such file".to_string())
+    } else {
+        tch::CModule::load(path).map(drop).map_err(|e| torch_message(&e))
+    };
+    seen.lock().expect("not poisoned").insert(path.to_path_buf(), r.clone());
+    r
 }
 
 #[cfg(test)]

@@ -127,6 +127,18 @@ impl Observer for Remap<'_> {
     }
 }
 
+/// What a crashed trial process said about it: a Rust panic's location and message (the lines after `panicked
+/// at`, not the `RUST_BACKTRACE` note), else its last line that is not such a note.
+fn crash_reason(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let note = |l: &str| l.starts_with("note: run with `RUST_BACKTRACE") || l.starts_with("stack backtrace:");
+    if let Some(i) = lines.iter().position(|l| l.contains("panicked at")) {
+        let msg: Vec<&str> = lines[i + 1..].iter().take_while(|l| !note(l)).take(3).copied().collect();
+        return format!("{} {}", lines[i], msg.join(" ")).trim().to_string();
+    }
+    lines.iter().rev().find(|l| !note(l)).copied().unwrap_or("").to_string()
+}
+
 pub fn run_all(plan: &RunPlan, trials: &[Trial], obs: &mut dyn Observer) -> Result<Vec<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; trials.len()];
     let mut queue = std::collections::VecDeque::new();
@@ -243,7 +255,8 @@ fn outcome_of(plan: &RunPlan, trial: &Trial, exit: std::process::ExitStatus, std
         TrialStatus::Failed(reason) if exit.code() == Some(1) => Ok(Outcome::Failed(reason)),
         _ => {
             // The process died without recording why (a signal, a crash): record it for it.
-            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let last = crash_reason(stderr);
+            let last = last.as_str();
             let reason = match exit.signal() {
                 Some(sig) => format!("the trial process was killed by signal {sig}{}", suffix(last)),
                 None => format!("the trial process exited with {exit}{}", suffix(last)),
@@ -331,4 +344,21 @@ pub fn write_experiment_summary(exp: &crate::Experiment, trials: &[Trial], runs_
     write_experiment(&mut w, &exp.name, &exp.base().description, &hp, &metrics)?;
     w.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crash_reason;
+
+    #[test]
+    fn a_panic_keeps_its_message_not_the_backtrace_note() {
+        let stderr = "start\nthread 'main' (77) panicked at crates/x/src/lib.rs:10:5:\nindex out of bounds: the len is 3\n\
+                      note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            crash_reason(stderr),
+            "thread 'main' (77) panicked at crates/x/src/lib.rs:10:5: index out of bounds: the len is 3"
+        );
+        assert_eq!(crash_reason("a\nlibtorch: out of memory\n\n"), "libtorch: out of memory");
+        assert_eq!(crash_reason(""), "");
+    }
 }
