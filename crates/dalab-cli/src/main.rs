@@ -545,6 +545,9 @@ fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[
     let mut table =
         report::collect_with(&exp_dir, only.as_ref(), &rows, &tasks, split, opts.select_by).map_err(runtime)?;
     table.baseline = opts.baseline.clone();
+    if let Some(r) = &reference {
+        table.check_reference(r, !sets.is_empty()).map_err(usage)?;
+    }
     let (out, no_plots) = (opts.out, opts.no_plots);
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| exp_dir.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display())).map_err(runtime)?;
@@ -615,7 +618,7 @@ fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[
         println!("\nwrote {}", out.join("selection.md").display());
     }
     if !no_plots {
-        match report::plot_curves(&table, &out.join("plots")) {
+        match report::plot_curves(&table, reference.as_ref(), &out.join("plots")) {
             Ok(files) => {
                 for f in files {
                     println!("wrote {}", f.display());

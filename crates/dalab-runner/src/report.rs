@@ -396,6 +396,32 @@ impl Table {
         }
     }
 
+    /// An error naming a reference row's `compare_to` that is no row of the table, or (unless `subset`: the table
+    /// shows only some of the experiment's tasks, e.g. under `--set tasks=[...]`) a task of its values that is no
+    /// task of the table (a typo there would otherwise show as an empty cell).
+    pub fn check_reference(&self, r: &Reference, subset: bool) -> Result<()> {
+        for rr in &r.rows {
+            if let Some(c) = rr.compare_to.as_deref().filter(|c| !self.rows.iter().any(|row| row == c)) {
+                return Err(Error::Config(format!(
+                    "reference row `{}`: compare_to `{c}` is no row of the table (rows: {})",
+                    rr.name,
+                    self.rows.join(", ")
+                )));
+            }
+            if subset {
+                continue;
+            }
+            if let Some(t) = rr.values.keys().chain(rr.notes.keys()).find(|t| *t != "avg" && !self.tasks.contains(t)) {
+                return Err(Error::Config(format!(
+                    "reference row `{}`: task `{t}` is no task of the table (tasks: {})",
+                    rr.name,
+                    self.tasks.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The Markdown table with its caption, plus reference rows and differences when given.
     pub fn markdown(&self, reference: Option<&Reference>) -> String {
         let mut s = format!("**{}**\n\n", self.caption());
@@ -556,6 +582,22 @@ impl Table {
             }
             f.push(ref_average(rr, &self.tasks).map(|a| format!("{a:.4}")).unwrap_or_default());
             s.push_str(&(f.join(",") + "\n"));
+            // The Markdown's difference row: ours − paper, per task and on the average.
+            if let Some(ours) = rr.compare_to.as_deref().filter(|o| self.rows.iter().any(|r| r == o)) {
+                let mut f = vec![q(&format!("Δ {ours} − {}", rr.name))];
+                for t in &self.tasks {
+                    let d = match (self.cells.get(&(ours.to_string(), t.clone())), rr.values.get(t)) {
+                        (Some(c), Some(p)) => format!("{:.4}", 100.0 * c.mean() - p),
+                        _ => String::new(),
+                    };
+                    f.extend([d, String::new(), String::new()]);
+                }
+                f.push(match (self.average(ours), ref_average(rr, &self.tasks)) {
+                    (Some(a), Some(p)) => format!("{:.4}", 100.0 * a - p),
+                    _ => String::new(),
+                });
+                s.push_str(&(f.join(",") + "\n"));
+            }
         }
         s
     }
@@ -626,21 +668,31 @@ pub(crate) fn register_font() -> Result<()> {
     .map_err(Error::Other)
 }
 
-/// Draws one PNG per task: target accuracy vs iteration, a line per row (mean over seeds) and a band (± std).
-/// Returns the files written.
-pub fn plot_curves(table: &Table, out_dir: &Path) -> Result<Vec<PathBuf>> {
+/// Draws one PNG per task: target accuracy vs iteration, a line per row (mean over seeds) and a band (± std), each
+/// row in the same colour in every plot, the reference's values for the task as dashed lines, the y-axis scaled to
+/// what is drawn (2 points of margin). Returns the files written.
+pub fn plot_curves(table: &Table, reference: Option<&Reference>, out_dir: &Path) -> Result<Vec<PathBuf>> {
     use plotters::prelude::*;
     register_font()?;
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
     let mut written = Vec::new();
     for task in &table.tasks {
         let mut series = Vec::new();
-        for row in &table.rows {
+        for (i, row) in table.rows.iter().enumerate() {
             if let Some(dirs) = table.trial_dirs.get(&(row.clone(), task.clone())) {
-                series.push((row.clone(), curve(dirs, table.test_split)?));
+                series.push((i, row.clone(), curve(dirs, table.test_split)?));
             }
         }
-        let max_step = series.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)).max().unwrap_or(1).max(1) as f64;
+        let paper: Vec<(String, f64)> = reference
+            .map(|r| r.rows.iter().filter_map(|rr| rr.values.get(task).map(|v| (rr.name.clone(), *v))).collect())
+            .unwrap_or_default();
+        let max_step = series.iter().flat_map(|(_, _, c)| c.iter().map(|p| p.0)).max().unwrap_or(1).max(1) as f64;
+        let (lo, hi) = series
+            .iter()
+            .flat_map(|(_, _, c)| c.iter().map(|&(_, m, sd)| (m - sd, m + sd)))
+            .chain(paper.iter().map(|(_, v)| (*v, *v)))
+            .fold((f64::MAX, f64::MIN), |(a, b), (l, h)| (a.min(l), b.max(h)));
+        let (y0, y1) = if lo > hi { (0.0, 100.0) } else { ((lo - 2.0).max(0.0), (hi + 2.0).min(100.0)) };
         let file: String = task
             .replace('→', "_to_")
             .chars()
@@ -655,23 +707,30 @@ pub fn plot_curves(table: &Table, out_dir: &Path) -> Result<Vec<PathBuf>> {
                 .margin(12)
                 .x_label_area_size(42)
                 .y_label_area_size(56)
-                .build_cartesian_2d(0f64..max_step, 0f64..100f64)?;
+                .build_cartesian_2d(0f64..max_step, y0..y1)?;
             chart
                 .configure_mesh()
                 .x_desc("iteration")
-                .y_desc("target accuracy (%)")
+                .y_desc(if table.test_split { "target test accuracy (%)" } else { "target accuracy (%)" })
                 .x_label_formatter(&|v| format!("{v:.0}"))
-                .y_label_formatter(&|v| format!("{v:.0}"))
+                .y_label_formatter(&|v| format!("{v:.1}"))
                 .draw()?;
-            for (i, (label, c)) in series.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
-                let mut band: Vec<(f64, f64)> = c.iter().map(|&(s, m, sd)| (s as f64, (m + sd).min(100.0))).collect();
-                band.extend(c.iter().rev().map(|&(s, m, sd)| (s as f64, (m - sd).max(0.0))));
+            for (i, label, c) in &series {
+                let color = Palette99::pick(*i).to_rgba();
+                let mut band: Vec<(f64, f64)> = c.iter().map(|&(s, m, sd)| (s as f64, (m + sd).min(y1))).collect();
+                band.extend(c.iter().rev().map(|&(s, m, sd)| (s as f64, (m - sd).max(y0))));
                 chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18).filled())))?;
                 chart
                     .draw_series(LineSeries::new(c.iter().map(|&(s, m, _)| (s as f64, m)), color.stroke_width(2)))?
                     .label(label.clone())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            }
+            for (k, (name, v)) in paper.iter().enumerate() {
+                let color = Palette99::pick(table.rows.len() + k).to_rgba();
+                chart
+                    .draw_series(DashedLineSeries::new(vec![(0.0, *v), (max_step, *v)], 8, 6, color.stroke_width(2)))?
+                    .label(format!("{name}: {v:.1}"))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(1)));
             }
             chart
                 .configure_series_labels()
@@ -1084,6 +1143,19 @@ mod tests {
         assert!(near.contains("| Δ svm − P | -1.0 | -1.0 |"), "{near}");
         let zero = t.markdown(Some(&reference(40.000_01)));
         assert!(zero.contains("| Δ svm − P | +0.0 | +0.0 |"), "{zero}");
+        // The CSV carries the difference row too; a reference naming no row or task of the table is an error.
+        let csv = t.csv(Some(&reference(43.0)));
+        assert!(csv.contains("\"Δ svm − P\",-3.0000,,,-3.0000"), "{csv}");
+        assert_eq!(t.check_reference(&reference(43.0), false).ok(), Some(()));
+        let mut bad = reference(43.0);
+        bad.rows[0].compare_to = Some("svn".into());
+        let e = t.check_reference(&bad, false).unwrap_err().to_string();
+        assert_eq!(e, "reference row `P`: compare_to `svn` is no row of the table (rows: svm)");
+        let mut bad = reference(43.0);
+        bad.rows[0].values.insert("A→X".into(), 1.0);
+        let e = t.check_reference(&bad, false).unwrap_err().to_string();
+        assert_eq!(e, "reference row `P`: task `A→X` is no task of the table (tasks: A→W)");
+        assert!(t.check_reference(&bad, true).is_ok(), "a subset of the tasks (`--set tasks=...`)");
     }
 
     #[test]

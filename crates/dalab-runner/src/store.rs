@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <runs dir>/<experiment>/
-//!   .locks/<trial id>.lock        flock'ed by the process running the trial (released when it dies)
+//!   .locks/<trial id>.lock        locked (std's File::lock, flock on Linux) by the process running the trial
+//!                                 (released when it dies)
 //!   <trial id>/config.yaml        the resolved trial config (atomic)
 //!   <trial id>/metrics.jsonl      one line per evaluation
 //!   <trial id>/events.out.tfevents.*
@@ -15,7 +16,6 @@ use crate::{Result, io_err};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// `failed.json`.
@@ -77,38 +77,29 @@ pub struct TrialLock {
 
 /// Tries to lock trial `id` of the experiment folder; `Ok(None)` when another process holds it.
 pub fn try_lock(exp_dir: &Path, id: &str) -> Result<Option<TrialLock>> {
+    let (file, path) = lock_file(exp_dir, id)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(TrialLock { _file: file, path })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+    }
+}
+
+/// `<exp>/.locks/<id>.lock`, opened for locking (created when missing).
+fn lock_file(exp_dir: &Path, id: &str) -> Result<(File, PathBuf)> {
     let dir = exp_dir.join(".locks");
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let path = dir.join(format!("{id}.lock"));
     let file =
         std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
-    // SAFETY: flock on a valid, open file descriptor.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(Some(TrialLock { _file: file, path }));
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(None) } else { Err(io_err(&path)(err)) }
+    Ok((file, path))
 }
 
 /// Waits until no other process holds the trial's lock, then holds it (released on drop).
 pub fn wait_lock(exp_dir: &Path, id: &str) -> Result<TrialLock> {
-    let dir = exp_dir.join(".locks");
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let path = dir.join(format!("{id}.lock"));
-    let file =
-        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
-    loop {
-        // SAFETY: flock on a valid, open file descriptor.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        if rc == 0 {
-            return Ok(TrialLock { _file: file, path });
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(io_err(&path)(err));
-        }
-    }
+    let (file, path) = lock_file(exp_dir, id)?;
+    file.lock().map_err(io_err(&path))?;
+    Ok(TrialLock { _file: file, path })
 }
 
 #[cfg(test)]
