@@ -165,11 +165,11 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(1)
         }
         Err(Failure::Code(c)) => ExitCode::from(c),
@@ -375,9 +375,12 @@ impl Observer for Progress {
         let head = format!("[{}/{}] {}", self.done, self.total, describe(t));
         let msg = match o {
             Outcome::Done(r) => format!(
-                "{head}: source {:.1}, target {:.1} ({} steps, {:.1} s)",
+                "{head}: source {:.1}, {} ({} steps, {:.1} s)",
                 100.0 * r.selected.source,
-                100.0 * r.selected.target,
+                match r.selected.target_test {
+                    Some(t) => format!("target test {:.1}", 100.0 * t),
+                    None => format!("target {:.1}", 100.0 * r.selected.target),
+                },
                 r.steps,
                 r.seconds
             ),
@@ -387,6 +390,22 @@ impl Observer for Progress {
         };
         self.line(msg);
     }
+}
+
+/// An error and its causes on one line, each cause once: a cause whose text the message already holds (errors that
+/// print their source themselves) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for c in e.chain() {
+        let t = c.to_string();
+        if out.is_empty() {
+            out = t;
+        } else if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+    }
+    out
 }
 
 fn run_experiment(

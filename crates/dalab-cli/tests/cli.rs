@@ -1379,3 +1379,12 @@ fn a_second_runner_waits_for_trials_running_elsewhere() {
     assert!(so.contains("1 trial(s) are being run by another runner: waiting for them"), "{so}");
     assert!(exp_dir.join(&dann_id).join("result.json").exists());
 }
+
+/// A missing experiment file is one line that says so once (its cause is not repeated).
+#[test]
+fn a_missing_experiment_file_is_reported_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = dalab(&["run", "nope.yaml"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out).1, "error: nope.yaml: No such file or directory (os error 2)\n");
+}
