@@ -419,7 +419,7 @@ for d in sorted(os.listdir(root)):
     start = pd(a, "_hparams_/session_start_info").session_start_info
     end = pd(a, "_hparams_/session_end_info").session_end_info
     hp = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
-    out["trials"][d] = {"hparams": hp, "status": end.status, "final_target": a.Scalars("final/target")[-1].value,
+    out["trials"][d] = {"hparams": hp, "status": end.status, "group": start.group_name, "final_target": a.Scalars("final/target")[-1].value,
                         "text": a.Tags()["tensors"]}
 print(json.dumps(out))
 "#;
@@ -431,7 +431,13 @@ print(json.dumps(out))
     let (so, se) = text(&out);
     assert!(out.status.success(), "{se}");
     let tb: serde_json::Value = serde_json::from_str(so.trim()).unwrap();
-    assert_eq!(tb["hparams"], serde_json::json!(["method", "methods.dann.trade_off", "seed", "task"]));
+    let names: Vec<&str> = tb["hparams"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for k in ["method", "methods.dann.trade_off", "seed", "task", "optim.lr", "optim.kind", "train.batch_size"] {
+        assert!(names.contains(&k), "{k} not in {names:?}");
+    }
+    for k in ["train.iterations", "selection", "setting", "methods.dann.discriminator.dropout"] {
+        assert!(names.contains(&k), "{k} not in {names:?}");
+    }
     assert!(tb["metrics"].as_array().unwrap().contains(&serde_json::json!("final/target")));
     let trials = tb["trials"].as_object().unwrap();
     assert_eq!(trials.len(), 9);
@@ -439,6 +445,8 @@ print(json.dumps(out))
         let r = read_json(&exp.join(id).join("result.json"));
         assert_eq!(t["status"], 1, "{id}: STATUS_SUCCESS");
         assert_eq!(t["hparams"]["method"], r["method"]);
+        assert!(t["group"].as_str().unwrap().starts_with(&format!("{}/", r["experiment"].as_str().unwrap())), "{t}");
+        assert_eq!(t["hparams"]["optim.lr"].as_f64(), Some(0.05), "{t}");
         assert_eq!(t["hparams"]["seed"].as_f64().unwrap() as u64, r["seed"].as_u64().unwrap());
         if r["method"] == "dann" {
             let (tb_v, ours) = (&t["hparams"]["methods.dann.trade_off"], &r["sweep"]["methods.dann.trade_off"]);

@@ -225,7 +225,10 @@ fn hvalue(v: &Value) -> HValue {
     }
 }
 
-/// The hyperparameters shown in TensorBoard's HParams dashboard for a trial.
+/// The hyperparameters shown in TensorBoard's HParams dashboard for a trial: method, task, seed, the swept keys,
+/// the training settings a reader compares first (`optim.kind`, `optim.lr`, `train.batch_size`,
+/// `train.iterations`, `selection`, `setting`) and every scalar option of the method (`methods.<m>.<key>`, nested
+/// keys dotted).
 pub fn trial_hparams(t: &Trial) -> Vec<(String, HValue)> {
     let c = &t.config;
     let mut hp = vec![
@@ -234,7 +237,48 @@ pub fn trial_hparams(t: &Trial) -> Vec<(String, HValue)> {
         ("seed".to_string(), HValue::Number(c.seed as f64)),
     ];
     hp.extend(t.sweep.iter().map(|(k, v)| (k.clone(), hvalue(v))));
+    fn text(v: &impl Serialize) -> HValue {
+        hvalue(&serde_json::to_value(v).expect("serializes"))
+    }
+    for (k, v) in [
+        ("optim.kind", text(&c.optim.kind)),
+        ("optim.lr", HValue::Number(c.optim.lr)),
+        ("train.batch_size", HValue::Number(c.train.batch_size as f64)),
+        ("train.iterations", HValue::Number(c.train.iterations as f64)),
+        ("selection", HValue::Text(c.selection.name().to_string())),
+        ("setting", text(&c.setting)),
+    ] {
+        if !hp.iter().any(|(name, _)| name == k) {
+            hp.push((k.to_string(), v));
+        }
+    }
+    let mut leaves = Vec::new();
+    flatten(&format!("methods.{}", c.method), &c.method_config, &mut leaves);
+    for (k, v) in leaves {
+        if !hp.iter().any(|(name, _)| *name == k) {
+            hp.push((k, v));
+        }
+    }
     hp
+}
+
+/// The scalar leaves of `v` under `prefix` (objects dotted; lists as their JSON text).
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, HValue)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                flatten(&format!("{prefix}.{k}"), x, out);
+            }
+        }
+        Value::Null => {}
+        x => out.push((prefix.to_string(), hvalue(x))),
+    }
+}
+
+/// The HParams session group of a trial: the experiment and the row label, so that two experiments under one log
+/// directory never merge their groups.
+pub fn trial_group(t: &Trial) -> String {
+    format!("{}/{}", t.config.experiment, t.label())
 }
 
 /// Runs one trial in this process, in an (emptied) trial folder; the caller holds the trial's lock.
@@ -273,7 +317,7 @@ pub fn run_trial(
 
     let mut tb = TensorBoardSink::create(&dir)?;
     tb.writer().add_text("config", &format!("```yaml\n{yaml}```"), 0)?;
-    hparams::write_session_start(tb.writer(), &trial_hparams(trial), &trial.label())?;
+    hparams::write_session_start(tb.writer(), &trial_hparams(trial), &trial_group(trial))?;
     tb.writer().flush()?;
     let result = train_and_record(registry, trial, env, progress, &dir, &mut tb);
     let status = if result.is_ok() { hparams::Status::Success } else { hparams::Status::Failure };
