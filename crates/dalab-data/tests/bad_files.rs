@@ -168,6 +168,13 @@ fn cases(dir: &Path) -> Vec<Case> {
         c("idx_bad_type.idx", with(idxb.clone(), |b| b[2] = 0x42), idx_read, "type"),
         c("idx_data_cut.idx", idxb[..idxb.len() - 3].to_vec(), idx_read, "needs 8 bytes, file has 5"),
         c("idx_dims_cut.idx", idxb[..6].to_vec(), idx_read, "truncated idx header"),
+        // A zero length beside huge ones (found by the fuzz run: ndarray refused the shape, the reader panicked).
+        c(
+            "idx_zero_and_huge_dims.idx",
+            vec![0, 0, 8, 3, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255],
+            idx_read,
+            "too large",
+        ),
         // CSV
         c("csv_ragged.csv", b"1,2,3\n4,5\n".to_vec(), csv_read, ":2:"),
         c("csv_not_a_number.csv", b"1,2\n3,x\n".to_vec(), csv_read, ":2:"),

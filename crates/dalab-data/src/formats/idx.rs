@@ -12,7 +12,8 @@ pub fn read_u8(path: &Path) -> Result<ArrayD<u8>> {
     if ty != 0x08 {
         return Err(Error::format(path, format!("idx type 0x{ty:02x}, expected unsigned bytes (0x08)")));
     }
-    Ok(ArrayD::from_shape_vec(IxDyn(&shape), data.to_vec()).expect("size checked"))
+    ArrayD::from_shape_vec(IxDyn(&shape), data.to_vec())
+        .map_err(|e| Error::format(path, format!("idx shape {shape:?}: {e}")))
 }
 
 /// Reads an idx file of any type into f64.
@@ -32,7 +33,7 @@ pub fn read(path: &Path) -> Result<ArrayD<f64>> {
         0x0D => conv!(f32, 4),
         _ => conv!(f64, 8),
     };
-    Ok(ArrayD::from_shape_vec(IxDyn(&shape), v).expect("size checked"))
+    ArrayD::from_shape_vec(IxDyn(&shape), v).map_err(|e| Error::format(path, format!("idx shape {shape:?}: {e}")))
 }
 
 /// (type code, shape, data bytes of exactly the right length).
@@ -54,6 +55,11 @@ fn header<'a>(path: &Path, b: &'a [u8]) -> Result<(u8, Vec<usize>, &'a [u8])> {
     }
     let shape: Vec<usize> =
         (0..nd).map(|i| u32::from_be_bytes(b[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
+    // ndarray refuses shapes whose non-zero lengths multiply beyond isize::MAX, even with a zero length among them.
+    let nonzero = shape.iter().filter(|&&d| d > 0).try_fold(width, |a: usize, &d| a.checked_mul(d));
+    if nonzero.is_none_or(|n| n > isize::MAX as usize) {
+        return Err(Error::format(path, format!("idx shape {shape:?} is too large")));
+    }
     let need = shape.iter().try_fold(width, |a: usize, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
     let data = &b[4 + 4 * nd..];
     if data.len() < need {
