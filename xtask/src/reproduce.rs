@@ -24,11 +24,13 @@ pub struct Suite {
     pub report: Option<(&'static str, &'static str)>,
     /// `docs/results/<prefix><table>.md`.
     pub prefix: &'static str,
+    /// Draw the learning curves (target accuracy against steps) and link them in the document.
+    pub curves: bool,
 }
 
 /// `cargo xtask reproduce`: the paper tables.
 pub const REPRODUCE: Suite =
-    Suite { command: "reproduce", dir: "experiments/reproduce", quick: QUICK, report: None, prefix: "" };
+    Suite { command: "reproduce", dir: "experiments/reproduce", quick: QUICK, report: None, prefix: "", curves: false };
 
 /// `cargo xtask transfer`: the inductive-transfer studies of experiments/transfer/ (docs/transfer.md).
 pub const TRANSFER: Suite = Suite {
@@ -56,6 +58,7 @@ pub const TRANSFER: Suite = Suite {
     ],
     report: None,
     prefix: "transfer-",
+    curves: true,
 };
 
 /// `cargo xtask selection`: the selection-regret studies of experiments/selection/ (docs/model-selection.md).
@@ -68,6 +71,7 @@ pub const SELECTION: Suite = Suite {
     ],
     report: Some(("--selection", "selection.md")),
     prefix: "selection-",
+    curves: false,
 };
 
 /// `--set` overrides of the quick mode of the paper tables, per table (a table not listed runs whole).
@@ -253,7 +257,10 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
             })
         };
         let mut rep = Command::new(&exe);
-        rep.arg("report").arg(&exp).arg("--runs-dir").arg(&runs).arg("--out").arg(&out).arg("--no-plots");
+        rep.arg("report").arg(&exp).arg("--runs-dir").arg(&runs).arg("--out").arg(&out);
+        if !suite.curves {
+            rep.arg("--no-plots");
+        }
         for s in &sets {
             rep.args(["--set", s]);
         }
@@ -271,6 +278,19 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
         let read =
             |f: &str| std::fs::read_to_string(out.join(f)).map_err(|e| format!("{}: {e}", out.join(f).display()));
         let mut table = read("report.md")?;
+        if suite.curves {
+            // The learning curves (`plots/<task>.png`, one per task), linked under the tables.
+            let mut curves: Vec<String> = std::fs::read_dir(out.join("plots"))
+                .map_err(|e| format!("{}: {e}", out.join("plots").display()))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.ends_with(".png") && !n.starts_with("boundary-") && !n.starts_with("sweep-"))
+                .collect();
+            curves.sort();
+            for c in curves {
+                table.push_str(&format!("\n![learning curves: {c}](plots/{c})\n"));
+            }
+        }
         // Figures the report links (`plots/*.png`: boundaries, sweeps) go beside the document, in `<prefix><table>/`.
         if table.contains("](plots/") {
             let figs = results_dir.join(format!("{}{t}", suite.prefix));
