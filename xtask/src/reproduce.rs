@@ -21,7 +21,7 @@ pub struct Suite {
     /// `--set` overrides of the quick mode, per table (a table not listed runs whole).
     pub quick: &'static [(&'static str, &'static [&'static str])],
     /// Extra `dalab report` flags, and the extra report file they write (appended to the document).
-    pub report: Option<(&'static str, &'static str)>,
+    pub report: Option<(&'static [&'static str], &'static str)>,
     /// `docs/results/<prefix><table>.md`.
     pub prefix: &'static str,
     /// Draw the learning curves (target accuracy against steps) and link them in the document.
@@ -69,7 +69,7 @@ pub const SELECTION: Suite = Suite {
         ("amazon-dann-lambda", &["tasks=[books→kitchen]", "seeds=[0]", "train.iterations=400"]),
         ("office-caltech-surf-dann-lambda", &["tasks=[A→W]", "seeds=[0]", "train.iterations=400"]),
     ],
-    report: Some(("--selection", "selection.md")),
+    report: Some((&["--selection", "--divergences"], "selection.md")),
     prefix: "selection-",
     curves: false,
 };
@@ -257,7 +257,7 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
             })
         };
         let mut rep = Command::new(&exe);
-        rep.arg("report").arg(&exp).arg("--runs-dir").arg(&runs).arg("--out").arg(&out);
+        rep.arg("--data-dir").arg(&data).arg("report").arg(&exp).arg("--runs-dir").arg(&runs).arg("--out").arg(&out);
         if !suite.curves {
             rep.arg("--no-plots");
         }
@@ -267,8 +267,8 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
         if reference.exists() {
             rep.arg("--reference").arg(&reference);
         }
-        if let Some((flag, _)) = suite.report {
-            rep.arg(flag);
+        if let Some((flags, _)) = suite.report {
+            rep.args(flags);
         }
         rep.stdout(std::process::Stdio::null());
         if run_status(&mut rep).is_err() {
