@@ -1366,25 +1366,39 @@ fn a_second_runner_waits_for_trials_running_elsewhere() {
     let (so_id, dann_id) = (id("source-only_"), id("dann_"));
     let exp_dir = tmp.path().join("runs/two");
     let lock = dalab_runner::store::try_lock(&exp_dir, &dann_id).unwrap().expect("the lock is free");
-    let child = Command::new(env!("CARGO_BIN_EXE_dalab"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dalab"))
         .args(["run", "two.yaml", "--runs-dir", "runs"])
         .current_dir(tmp.path())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
         .spawn()
         .unwrap();
+    // Read the runner's lines as they come; release the lock once it has said that it waits.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut so = String::new();
     let t0 = std::time::Instant::now();
-    while !exp_dir.join(&so_id).join("result.json").exists() {
-        assert!(t0.elapsed().as_secs() < 120, "the free trial did not finish");
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    while !so.contains("waiting for them") {
+        assert!(t0.elapsed().as_secs() < 120, "the runner did not say that it waits:\n{so}");
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            so.push_str(&l);
+            so.push('\n');
+        }
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(exp_dir.join(&so_id).join("result.json").exists(), "the free trial ran first:\n{so}");
     assert!(!exp_dir.join(&dann_id).join("result.json").exists(), "the held trial was not run meanwhile");
-    drop(lock);
-    let out = child.wait_with_output().unwrap();
-    let (so, se) = text(&out);
-    assert!(out.status.success(), "{so}\n{se}");
     assert!(so.contains("1 trial(s) are being run by another runner: waiting for them"), "{so}");
+    drop(lock);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    so.extend(rx.try_iter().map(|l| l + "\n"));
+    assert!(status.success(), "{so}");
     assert!(exp_dir.join(&dann_id).join("result.json").exists());
 }
 
