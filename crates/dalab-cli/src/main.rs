@@ -36,6 +36,10 @@ enum Cmd {
         /// Override a key: `--set optim.lr=0.01` (repeatable; the value is YAML, type-checked like the file).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Hydra-style overrides after the file, applied after the `--set`s: `optim.lr=0.01`, `~methods.dan` (delete
+        /// a key), `sweep.methods.dann.trade_off=[0.1,1]` (a sweep axis).
+        #[arg(value_name = "OVERRIDE")]
+        overrides: Vec<String>,
         /// Trials run at the same time. CPU: the cores are split between them; CUDA: one trial per device.
         #[arg(long, short = 'j', default_value_t = 1)]
         jobs: usize,
@@ -199,8 +203,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::ShowConfig { method } => show_config(&method).map_err(usage),
-        Cmd::Run { experiment, runs_dir, sets, jobs, dry_run } => {
+        Cmd::Run { experiment, runs_dir, mut sets, overrides, jobs, dry_run } => {
             let reg = registry();
+            sets.extend(overrides);
             let exp = dalab_runner::load_experiment(&experiment, &sets, &reg).map_err(usage)?;
             run_experiment(&exp, &runs_dir, &data, jobs, dry_run)
         }

@@ -1410,3 +1410,33 @@ fn a_missing_experiment_file_is_reported_once() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(text(&out).1, "error: nope.yaml: No such file or directory (os error 2)\n");
 }
+
+/// Hydra-style overrides after the file: `key=value`, `~key` (delete) and `sweep.<key>=[...]` (a sweep axis), with
+/// the same trials as the equivalent file.
+#[test]
+fn hydra_style_overrides_set_delete_and_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = "name: h\ndataset: {name: moons}\ntasks: [moons→moons-rotated]\nmethods: {source-only: {}, dann: {}}\n";
+    std::fs::write(tmp.path().join("h.yaml"), base).unwrap();
+    let equivalent = "name: h\ndataset: {name: moons}\ntasks: [moons→moons-rotated]\nmethods: {dann: {}}\n\
+                      train: {iterations: 20}\nsweep:\n  methods.dann.trade_off: [0.5, 2]\n";
+    std::fs::write(tmp.path().join("e.yaml"), equivalent).unwrap();
+    let ids = |args: &[&str]| {
+        let out = dalab(args, tmp.path());
+        assert!(out.status.success(), "{:?}", text(&out));
+        text(&out).0.lines().skip(1).map(|l| l.split_whitespace().next().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let a = ids(&[
+        "run",
+        "h.yaml",
+        "--dry-run",
+        "~methods.source-only",
+        "train.iterations=20",
+        "sweep.methods.dann.trade_off=[0.5, 2]",
+    ]);
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, ids(&["run", "e.yaml", "--dry-run"]));
+    let out = dalab(&["run", "h.yaml", "--dry-run", "~methods.dan"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out).1, "error: ~methods.dan: no key `methods.dan` in the experiment to delete\n");
+}

@@ -319,6 +319,22 @@ fn set_path(tree: &mut Value, path: &str, value: Value) -> std::result::Result<(
     Ok(())
 }
 
+/// Removes the dotted `path` from `tree`; an error when it is not there.
+fn remove_path(tree: &mut Value, path: &str) -> std::result::Result<(), String> {
+    let (parent, last) = match path.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, path),
+    };
+    let holder = match parent {
+        Some(p) => p.split('.').try_fold(&mut *tree, |cur, k| cur.as_object_mut()?.get_mut(k)),
+        None => Some(tree),
+    };
+    match holder.and_then(Value::as_object_mut).and_then(|m| m.remove(last)) {
+        Some(_) => Ok(()),
+        None => Err(format!("no key `{path}` in the experiment to delete")),
+    }
+}
+
 fn get_path<'a>(tree: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(tree, |cur, p| cur.as_object()?.get(p))
 }
@@ -385,9 +401,27 @@ pub fn parse_experiment(text: &str, origin: &str, sets: &[String], registry: &Re
 
 fn build(tree: &mut Value, origin: &str, sets: &[String], registry: &Registry) -> Result<Experiment> {
     for s in sets {
-        let (k, v) = parse_set(s)?;
         let ok_before = typed(tree, registry).is_ok();
-        set_path(tree, &k, v).map_err(|m| Error::Config(format!("--set {s}: {m}")))?;
+        if let Some(path) = s.strip_prefix('~') {
+            // `~key.path`: delete the key (Hydra's syntax), e.g. `~methods.dan`.
+            remove_path(tree, path).map_err(|m| Error::Config(format!("{s}: {m}")))?;
+        } else {
+            let (k, v) = parse_set(s)?;
+            match k.strip_prefix("sweep.") {
+                // `sweep.<dotted key>=[a, b]`: one axis of the sweep grid (its key stays one dotted string).
+                Some(axis) => {
+                    let sweep = tree.as_object_mut().expect("a map").entry("sweep").or_insert(Value::Null);
+                    if sweep.is_null() {
+                        *sweep = Value::Object(Map::new());
+                    }
+                    let Some(m) = sweep.as_object_mut() else {
+                        return Err(Error::Config(format!("--set {s}: `sweep` is not a map")));
+                    };
+                    m.insert(axis.to_string(), v);
+                }
+                None => set_path(tree, &k, v).map_err(|m| Error::Config(format!("--set {s}: {m}")))?,
+            }
+        }
         // An override that breaks a config that parsed before is named as the culprit.
         if let (true, Err(m)) = (ok_before, typed(tree, registry)) {
             return Err(Error::Config(format!("--set {s}: {m}")));
