@@ -68,7 +68,7 @@ pub struct EvalRecord {
     pub stage: Option<String>,
     /// On the source training data.
     pub source: f64,
-    /// On the held-out source split (`selection: source_val` only).
+    /// On the held-out source split (held out when the selection or `train.validators` needs it).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub source_val: Option<f64>,
     /// On the target training data (transductive: the data the method adapted to, scored with its labels).
