@@ -392,6 +392,7 @@ impl Observer for Progress {
             Outcome::AlreadyDone(_) => format!("{head}: done earlier, skipped"),
             Outcome::Failed(reason) => format!("{head}: FAILED: {reason}"),
             Outcome::Busy => format!("{head}: being run by another runner; waited for after the others"),
+            Outcome::NotStarted(_) => return,
         };
         self.line(msg);
     }
@@ -503,6 +504,19 @@ fn run_experiment(
         })
         .collect();
     let busy = outcomes.iter().filter(|o| matches!(o, Outcome::Busy)).count();
+    let not_started: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::NotStarted(r) => Some(r.as_str()),
+            _ => None,
+        })
+        .collect();
+    if let Some(why) = not_started.first() {
+        return Err(runtime(anyhow::anyhow!(
+            "{} trial(s) {why}; free space and rerun: finished trials are kept and skipped",
+            not_started.len()
+        )));
+    }
     if !failed.is_empty() {
         return Err(runtime(anyhow::anyhow!(
             "{} of {} trial(s) failed: {}",

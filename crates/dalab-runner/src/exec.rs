@@ -28,6 +28,8 @@ pub enum Outcome {
     Failed(String),
     /// Another runner holds its lock.
     Busy,
+    /// Not started: the runner stopped starting trials (the disk is full), with the reason.
+    NotStarted(String),
 }
 
 impl Outcome {
@@ -156,8 +158,11 @@ pub fn run_all(plan: &RunPlan, trials: &[Trial], obs: &mut dyn Observer) -> Resu
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut running: Vec<Running> = Vec::new();
     let mut free_slots: Vec<usize> = (0..jobs).rev().collect();
-    while !queue.is_empty() || !running.is_empty() {
-        while running.len() < jobs {
+    // Set when a write fails for lack of space: no further trial is started (the running ones finish), and the
+    // queued ones are reported once as not started.
+    let mut disk_full: Option<String> = None;
+    while (!queue.is_empty() && disk_full.is_none()) || !running.is_empty() {
+        while running.len() < jobs && disk_full.is_none() {
             let Some(i) = queue.pop_front() else { break };
             let slot = free_slots.pop().expect("a slot is free when fewer than `jobs` run");
             obs.started(i, &trials[i]);
@@ -165,6 +170,9 @@ pub fn run_all(plan: &RunPlan, trials: &[Trial], obs: &mut dyn Observer) -> Resu
                 Ok((child, stderr)) => running.push(Running { index: i, slot, child, stderr }),
                 Err(e) => {
                     free_slots.push(slot);
+                    if is_disk_full(&e) {
+                        disk_full = Some(e.to_string());
+                    }
                     let o = Outcome::Failed(e.to_string());
                     obs.finished(i, &trials[i], &o);
                     outcomes[i] = Some(o);
@@ -182,13 +190,40 @@ pub fn run_all(plan: &RunPlan, trials: &[Trial], obs: &mut dyn Observer) -> Resu
                 let exit = r.child.wait().map_err(|e| Error::Other(format!("waiting for trial process: {e}")))?;
                 let stderr = r.stderr.join().unwrap_or_default();
                 free_slots.push(r.slot);
-                let o = outcome_of(plan, &trials[i], exit, &stderr)?;
+                let o = match outcome_of(plan, &trials[i], exit, &stderr) {
+                    Ok(o) => o,
+                    // Its result could not be recorded (e.g. no space for failed.json): say so, keep going.
+                    Err(e) => {
+                        if is_disk_full(&e) {
+                            disk_full = Some(e.to_string());
+                        }
+                        Outcome::Failed(format!("the trial's outcome could not be recorded: {e}"))
+                    }
+                };
                 obs.finished(i, &trials[i], &o);
                 outcomes[i] = Some(o);
             }
         }
     }
+    if let Some(why) = disk_full {
+        for i in queue {
+            let o = Outcome::NotStarted(format!("not started: the disk is full ({why})"));
+            obs.finished(i, &trials[i], &o);
+            outcomes[i] = Some(o);
+        }
+    }
     Ok(outcomes.into_iter().map(|o| o.expect("every trial has an outcome")).collect())
+}
+
+/// Whether `e` is a write that failed for lack of space (ENOSPC, or a disk quota).
+pub fn is_disk_full(e: &Error) -> bool {
+    use std::io::ErrorKind;
+    let io = match e {
+        Error::Io { source, .. } => Some(source),
+        Error::Train(dalab_train::Error::Io { source, .. }) => Some(source),
+        _ => None,
+    };
+    io.is_some_and(|s| matches!(s.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded))
 }
 
 fn spawn(
@@ -360,5 +395,22 @@ mod tests {
         );
         assert_eq!(crash_reason("a\nlibtorch: out of memory\n\n"), "libtorch: out of memory");
         assert_eq!(crash_reason(""), "");
+    }
+
+    /// A real ENOSPC (a write to /dev/full) is recognised as a full disk, wherever it is wrapped; other I/O errors
+    /// are not.
+    #[test]
+    fn a_full_disk_is_recognised() {
+        use super::is_disk_full;
+        use crate::Error;
+        let full = std::fs::write("/dev/full", b"x").unwrap_err();
+        assert_eq!(full.raw_os_error(), Some(libc::ENOSPC));
+        let p = std::path::PathBuf::from("/dev/full");
+        assert!(is_disk_full(&Error::Io { path: p.clone(), source: full }));
+        let full = std::fs::write("/dev/full", b"x").unwrap_err();
+        assert!(is_disk_full(&Error::Train(dalab_train::Error::Io { path: p.clone(), source: full })));
+        let missing = std::fs::read("/nonexistent/x").unwrap_err();
+        assert!(!is_disk_full(&Error::Io { path: p, source: missing }));
+        assert!(!is_disk_full(&Error::Other("no space".into())));
     }
 }

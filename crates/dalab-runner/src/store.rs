@@ -32,9 +32,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
         std::process::id()
     ));
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    let written = (|| {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_err(path))
+    })();
+    if written.is_err() {
+        // A write that failed (a full disk, say) leaves no partial temporary file behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     if let Some(parent) = path.parent() {
         // Make the rename durable; a failure here loses nothing already written.
         let _ = File::open(parent).and_then(|d| d.sync_all());
@@ -105,6 +112,21 @@ pub fn wait_lock(exp_dir: &Path, id: &str) -> Result<TrialLock> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that fails (here the rename onto a directory) leaves neither the target nor a temporary file.
+    #[test]
+    fn a_failed_atomic_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("result.json");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("inside"), b"x").unwrap();
+        assert!(write_atomic(&target, b"{}").is_err());
+        let left: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(left, ["result.json"], "only the directory that was there");
+        write_atomic(&dir.path().join("ok.json"), b"{}").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("ok.json")).unwrap(), b"{}");
+    }
 
     #[test]
     fn lock_is_exclusive_and_released_on_drop() {
