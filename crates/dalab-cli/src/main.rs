@@ -320,6 +320,7 @@ impl Progress {
                     .expect("valid template")
                     .progress_chars("=> "),
             );
+            overall.enable_steady_tick(std::time::Duration::from_secs(1));
             (mp, overall, vec![None; total])
         });
         Self { bars, total, done: 0 }
@@ -330,7 +331,7 @@ impl Progress {
             Some((mp, _, _)) => {
                 let _ = mp.println(msg);
             }
-            None => println!("{msg}"),
+            None => eprintln!("{msg}"),
         }
     }
 }
@@ -346,14 +347,16 @@ impl Observer for Progress {
             Some((mp, _, per)) => {
                 let b = mp.add(indicatif::ProgressBar::new(t.config.train.iterations as u64));
                 b.set_style(
-                    indicatif::ProgressStyle::with_template("  {msg} [{bar:25}] {pos}/{len} steps")
-                        .expect("valid template")
-                        .progress_chars("=> "),
+                    indicatif::ProgressStyle::with_template(
+                        "  {msg} [{bar:25}] {pos}/{len} steps, {per_sec}, ETA {eta}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
                 );
                 b.set_message(describe(t));
                 per[i] = Some(b);
             }
-            None => println!("start {}: {}", t.id(), describe(t)),
+            None => eprintln!("start {}: {}", t.id(), describe(t)),
         }
     }
 
@@ -446,7 +449,7 @@ fn run_experiment(
         _ => {
             let j = jobs.clamp(1, cores);
             if j < jobs {
-                println!("note: --jobs {jobs} > {cores} cores; running {j} trials at a time");
+                eprintln!("note: --jobs {jobs} > {cores} cores; running {j} trials at a time");
             }
             let cfg_threads = exp.base().train.threads;
             let t = if cfg_threads > 0 { cfg_threads.min(cores / j) } else { cores / j };
@@ -454,7 +457,7 @@ fn run_experiment(
         }
     };
     let exp_dir = runs_dir.join(&exp.name);
-    println!(
+    eprintln!(
         "dalab {} · device {} · experiment `{}`: {} trial(s), {} at a time, {} thread(s) each · results in {}",
         env!("CARGO_PKG_VERSION"),
         match device {
@@ -480,7 +483,7 @@ fn run_experiment(
     let mut outcomes = dalab_runner::run_all(&plan, &trials, &mut progress).map_err(runtime)?;
     let busy = outcomes.iter().filter(|o| matches!(o, Outcome::Busy)).count();
     if busy > 0 {
-        println!("{busy} trial(s) are being run by another runner: waiting for them");
+        eprintln!("{busy} trial(s) are being run by another runner: waiting for them");
         dalab_runner::exec::wait_for_busy(&plan, &trials, &mut outcomes, &mut progress).map_err(runtime)?;
     }
     if let Some((_, overall, _)) = &progress.bars {

@@ -37,7 +37,8 @@ fn run_quickstart(runs: &Path) -> Vec<(PathBuf, serde_json::Value)> {
     let out = dalab(&["run", exp.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap()], &repo());
     let (so, se) = text(&out);
     assert!(out.status.success(), "quickstart failed:\n{so}\n{se}");
-    assert!(so.contains("device cpu") || so.contains("device cuda"), "dalab must print its device:\n{so}");
+    assert!(se.contains("device cpu") || se.contains("device cuda"), "dalab must print its device:\n{se}");
+    assert!(!so.contains("device cpu") && so.contains("| method |"), "progress on stderr, the table on stdout:\n{so}");
     let mut trials: Vec<_> = trial_dirs(&runs.join("quickstart"))
         .into_iter()
         .map(|d| {
@@ -353,16 +354,16 @@ fn sweep_in_parallel_resume_report_and_hparams() {
     let out = run_sweep(tmp.path(), "2");
     let (so, se) = text(&out);
     assert!(out.status.success(), "{so}\n{se}");
-    assert!(so.contains("9 trial(s), 2 at a time, 1 thread(s) each"), "{so}");
+    assert!(se.contains("9 trial(s), 2 at a time, 1 thread(s) each"), "{se}");
     let exp = tmp.path().join("runs/sweep");
     let snap = snapshot(&exp);
     assert_eq!(snap.len(), 9, "source-only is not repeated per trade-off value");
 
     // Rerunning skips every finished trial and changes nothing.
     let out = run_sweep(tmp.path(), "2");
-    let (so, _) = text(&out);
+    let (_, se) = text(&out);
     assert!(out.status.success());
-    assert_eq!(so.matches("done earlier, skipped").count(), 9, "{so}");
+    assert_eq!(se.matches("done earlier, skipped").count(), 9, "{se}");
     assert_eq!(snapshot(&exp), snap);
 
     // The report: rows = methods × swept values, mean ± std over 3 seeds.
@@ -1369,12 +1370,12 @@ fn a_second_runner_waits_for_trials_running_elsewhere() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dalab"))
         .args(["run", "two.yaml", "--runs-dir", "runs"])
         .current_dir(tmp.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Read the runner's lines as they come; release the lock once it has said that it waits.
-    let stdout = child.stdout.take().unwrap();
+    // Read the runner's progress lines (stderr) as they come; release the lock once it has said that it waits.
+    let stdout = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
