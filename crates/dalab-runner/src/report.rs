@@ -693,11 +693,7 @@ pub fn plot_curves(table: &Table, reference: Option<&Reference>, out_dir: &Path)
             .chain(paper.iter().map(|(_, v)| (*v, *v)))
             .fold((f64::MAX, f64::MIN), |(a, b), (l, h)| (a.min(l), b.max(h)));
         let (y0, y1) = if lo > hi { (0.0, 100.0) } else { ((lo - 2.0).max(0.0), (hi + 2.0).min(100.0)) };
-        let file: String = task
-            .replace('→', "_to_")
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-            .collect();
+        let file = file_stem(task);
         let path = out_dir.join(format!("{file}.png"));
         let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
             let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
@@ -815,6 +811,15 @@ pub fn transfer_measures_markdown(table: &Table) -> Result<String> {
     Ok(s)
 }
 
+/// A plot's file name (without `.png`) for `name`: `→` spelt `_to_`, anything but ASCII letters, digits, `-` and `_`
+/// replaced by `_`.
+fn file_stem(name: &str) -> String {
+    name.replace('→', "_to_")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
 /// A line of a sweep plot: the value of the swept key (as text) → (the value, the accuracies over seeds).
 type SweepPoints = BTreeMap<String, (f64, Vec<f64>)>;
 
@@ -896,11 +901,7 @@ pub fn plot_sweep(
             md.push_str(&format!("| {line} | {} |\n", cells.join(" | ")));
             series.push((line.clone(), pts));
         }
-        let file: String = format!("sweep-{short}-{task}")
-            .replace('→', "_to_")
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-            .collect();
+        let file = file_stem(&format!("sweep-{short}-{task}"));
         let path = out_dir.join(format!("{file}.png"));
         let (x0, x1) = (xs[0], xs[xs.len() - 1].max(xs[0] + 1e-9));
         let (lo, hi) = series
