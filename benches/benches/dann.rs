@@ -66,8 +66,14 @@ fn build(workload: &str, vs: &nn::VarStore) -> (Box<dyn Method>, DaBatch) {
             let bb = BackboneConfig::Mlp { hidden: vec![100], activation: Activation::Sigmoid, dropout: 0.0 };
             let backbone = build_backbone(&bb, &(vs.root() / "backbone"), &[5000]).unwrap();
             let make_backbone: dalab_core::BackboneBuilder = Box::new(move |p| build_backbone(&bb, p, &[5000]));
-            let env =
-                BuildEnv { backbone, make_backbone, num_classes: 2, input_shape: vec![5000], device: Device::Cpu };
+            let env = BuildEnv {
+                backbone,
+                make_backbone,
+                num_classes: 2,
+                input_shape: vec![5000],
+                source_domains: vec!["books".into()],
+                device: Device::Cpu,
+            };
             let disc = DiscriminatorConfig { hidden: vec![], ..Default::default() };
             let cfg = DannConfig { discriminator: disc, ..Default::default() };
             let m = Dann::build(&cfg, &(vs.root() / "method"), env).unwrap();

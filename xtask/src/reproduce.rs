@@ -55,6 +55,14 @@ pub const TRANSFER: Suite = Suite {
                 "train.eval_interval=30",
             ],
         ),
+        (
+            "mtl-amazon",
+            &["tasks=[dvd+electronics+kitchen→books]", "seeds=[0]", "train.iterations=60", "train.eval_interval=30"],
+        ),
+        (
+            "progressive-amazon",
+            &["seeds=[0]", "train.iterations=60", "methods.progressive.task_iterations=60", "train.eval_interval=30"],
+        ),
     ],
     report: None,
     prefix: "transfer-",

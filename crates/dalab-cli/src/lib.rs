@@ -25,6 +25,8 @@ pub fn registry() -> Registry {
     r.add::<dalab_mdd::Mdd>();
     r.add::<dalab_target_only::TargetOnly>();
     r.add::<dalab_layer_transfer::LayerTransfer>();
+    r.add::<dalab_mtl::Mtl>();
+    r.add::<dalab_progressive::Progressive>();
     r.add_classic::<dalab_svm::Svm>();
     r.add_classic::<dalab_coral_svm::CoralSvm>();
     r.add_classic::<dalab_1nn::OneNn>();

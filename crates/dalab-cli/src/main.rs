@@ -95,6 +95,10 @@ enum Cmd {
         /// the steps) and asymptote of each trial's learning curve (its last stage), mean ± std over seeds.
         #[arg(long)]
         transfer_measures: bool,
+        /// The accuracy on every domain of each task `a+b+…→c` after each stage (the sources with their own
+        /// outputs: multi-task learning, progressive networks, fine-tuning through a sequence) and the forgetting.
+        #[arg(long)]
+        per_task: bool,
     },
     /// Dataset files: list what is known and present, verify checksums, fetch from the origin.
     #[command(subcommand)]
@@ -223,6 +227,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             boundaries,
             plot_sweep,
             transfer_measures,
+            per_task,
         } => {
             let select_by = select_by
                 .map(|v| v.parse::<dalab_train::Validator>())
@@ -239,6 +244,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 boundaries,
                 plot_sweep,
                 transfer_measures,
+                per_task,
                 data_dir: data.as_path(),
             };
             report_cmd(&source, &runs_dir, &opts, &sets)
@@ -569,6 +575,7 @@ struct ReportOptions<'a> {
     boundaries: bool,
     plot_sweep: Vec<String>,
     transfer_measures: bool,
+    per_task: bool,
     data_dir: &'a Path,
 }
 
@@ -585,7 +592,10 @@ fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[
     let split = reference.as_ref().and_then(|r| r.split);
     let mut table =
         report::collect_with(&exp_dir, only.as_ref(), &rows, &tasks, split, opts.select_by).map_err(runtime)?;
-    table.baseline = opts.baseline.clone();
+    table.baseline = match reference.as_ref().and_then(|r| r.baseline.clone()) {
+        Some(b) if opts.baseline == report::BASELINE => b,
+        _ => opts.baseline.clone(),
+    };
     if let Some(r) = &reference {
         table.check_reference(r, !sets.is_empty()).map_err(usage)?;
     }
@@ -599,6 +609,9 @@ fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[
     let wants = |f: report::Figure| reference.as_ref().is_some_and(|r| r.figures.contains(&f));
     if opts.transfer_measures || wants(report::Figure::TransferMeasures) {
         md.push_str(&report::transfer_measures_markdown(&table).map_err(runtime)?);
+    }
+    if opts.per_task || wants(report::Figure::PerTask) {
+        md.push_str(&report::per_task_markdown(&table).map_err(runtime)?);
     }
     let mut sweeps = opts.plot_sweep.clone();
     for f in reference.iter().flat_map(|r| &r.figures) {

@@ -264,16 +264,18 @@ fn methods_and_show_config() {
     // Every registered method's printed config, pasted under `methods:`, is accepted by `dalab run` as is.
     let names: Vec<String> = so.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect();
     assert!(names.len() >= 9, "{names:?}");
-    // (`target-only` and `layer-transfer` need target labels: they are pasted into a `setting: supervised` file.)
+    // (The methods that need target labels are pasted into a `setting: supervised` file.)
+    const LABELLED: [&str; 4] = ["target-only", "layer-transfer", "mtl", "progressive"];
     let (mut all, mut labelled) = (String::new(), String::new());
     for m in &names {
         let out = dalab(&["show-config", m], &repo());
         assert!(out.status.success(), "show-config {m}: {:?}", text(&out));
-        let supervised_only = ["target-only", "layer-transfer"].contains(&m.as_str());
+        let supervised_only = LABELLED.contains(&m.as_str());
         if supervised_only { &mut labelled } else { &mut all }.push_str(&indent(&text(&out).0));
     }
     let tmp = tempfile::tempdir().unwrap();
-    for (methods, setting, n) in [(&all, "", names.len() - 2), (&labelled, "setting: supervised\n", 2)] {
+    let k = LABELLED.len();
+    for (methods, setting, n) in [(&all, "", names.len() - k), (&labelled, "setting: supervised\n", k)] {
         let exp = format!("name: t\ntasks: [moons→moons-rotated]\n{setting}methods:\n{methods}");
         let f = tmp.path().join("e.yaml");
         std::fs::write(&f, exp).unwrap();
@@ -913,6 +915,45 @@ fn checkpoints(exp_dir: &Path) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Runs `dalab run <yaml>` in `dir` repeatedly, SIGKILLing the runner once inside each trial as soon as its
+/// checkpoint is at a step ≥ `min_step(trial id)`, until no trial is left to kill; returns the (trial, step) pairs
+/// killed at.
+fn kill_once_inside_each_trial(
+    dir: &Path,
+    yaml: &str,
+    exp_dir: &Path,
+    min_step: &dyn Fn(&str) -> u64,
+) -> Vec<(String, u64)> {
+    let mut killed: Vec<(String, u64)> = Vec::new();
+    for _ in 0..8 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dalab"))
+            .args(["run", yaml, "--runs-dir", "runs"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let target = loop {
+            if child.try_wait().unwrap().is_some() {
+                break None;
+            }
+            let hit = checkpoints(exp_dir)
+                .into_iter()
+                .find(|(id, step)| *step >= min_step(id) && !killed.iter().any(|(k, _)| k == id));
+            if hit.is_some() {
+                break hit;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let Some(t) = target else { break };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed.push(t);
+        std::thread::sleep(std::time::Duration::from_millis(300)); // the trial process dies with its runner
+    }
+    killed
+}
+
 #[test]
 fn killed_trials_continue_from_their_checkpoints_bit_for_bit_and_saved_models_score_alike() {
     let a = tempfile::tempdir().unwrap();
@@ -928,34 +969,9 @@ fn killed_trials_continue_from_their_checkpoints_bit_for_bit_and_saved_models_sc
     let b = tempfile::tempdir().unwrap();
     std::fs::write(b.path().join("ckpt.yaml"), CKPT).unwrap();
     let exp_b = b.path().join("runs/ckpt");
-    let mut killed: Vec<(String, u64)> = Vec::new();
-    for _ in 0..8 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dalab"))
-            .args(["run", "ckpt.yaml", "--runs-dir", "runs"])
-            .current_dir(b.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let target = loop {
-            if child.try_wait().unwrap().is_some() {
-                break None;
-            }
-            let hit = checkpoints(&exp_b).into_iter().find(|(id, step)| {
-                let min = if id.starts_with("adda") { 700 } else { 200 };
-                *step >= min && !killed.iter().any(|(k, _)| k == id)
-            });
-            if hit.is_some() {
-                break hit;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        };
-        let Some(t) = target else { break };
-        child.kill().unwrap();
-        child.wait().unwrap();
-        killed.push(t);
-        std::thread::sleep(std::time::Duration::from_millis(300)); // the trial process dies with its runner
-    }
+    let killed = kill_once_inside_each_trial(b.path(), "ckpt.yaml", &exp_b, &|id| {
+        if id.starts_with("adda") { 700 } else { 200 }
+    });
     let out = dalab(&["run", "ckpt.yaml", "--runs-dir", "runs"], b.path());
     assert!(out.status.success(), "{:?}", text(&out));
     for m in ["source-only", "dann", "mcd", "adda"] {
@@ -1440,4 +1456,102 @@ fn hydra_style_overrides_set_delete_and_sweep() {
     let out = dalab(&["run", "h.yaml", "--dry-run", "~methods.dan"], tmp.path());
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(text(&out).1, "error: ~methods.dan: no key `methods.dan` in the experiment to delete\n");
+}
+
+/// Three small labelled CSV domains `a`, `b`, `c` (2-d, two classes, 80 samples each, each shifted a little
+/// further), written into `dir`.
+fn write_three_domains(dir: &Path) {
+    let mut state = 12345u64;
+    let mut noise = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+    };
+    for (k, name) in ["a", "b", "c"].iter().enumerate() {
+        let mut body = String::from("x1,x2,label\n");
+        for i in 0..80 {
+            let y = i % 2;
+            let c = if y == 0 { -1.0 } else { 1.0 };
+            let shift = 0.4 * k as f64;
+            body.push_str(&format!("{:.4},{:.4},{y}\n", c + shift + noise(), c * 0.5 - shift + noise()));
+        }
+        std::fs::write(dir.join(format!("{name}.csv")), body).unwrap();
+    }
+}
+
+const MULTI: &str = "name: multi
+dataset:
+  name: feature-files
+  domains: [{name: a, path: DIR/a.csv}, {name: b, path: DIR/b.csv}, {name: c, path: DIR/c.csv}]
+tasks: [a+b→c]
+setting: supervised
+methods:
+  source-only: {}
+  target-only: {}
+  mtl: {weighting: gradnorm}
+  progressive: {task_iterations: 300}
+model: {backbone: {kind: mlp, hidden: [8], activation: relu}}
+optim: {lr: 0.05, momentum: 0.9}
+train: {iterations: 300, batch_size: 16, eval_interval: 100, log_interval: 10, threads: 1, checkpoint_interval: 50}
+seeds: [0]
+";
+
+/// A multi-source task `a+b→c`: source-only learns the pooled sources, the multi-task methods learn each domain
+/// with its own output (scored per domain), the per-task report shows every domain after each stage, and MTL
+/// and progressive trials killed inside resume bit for bit (their per-domain batch streams included).
+#[test]
+fn multi_source_tasks_train_multi_task_methods_and_resume_bit_for_bit() {
+    let a = tempfile::tempdir().unwrap();
+    write_three_domains(a.path());
+    std::fs::write(a.path().join("multi.yaml"), MULTI.replace("DIR", a.path().to_str().unwrap())).unwrap();
+    let out = dalab(&["run", "multi.yaml", "--runs-dir", "runs"], a.path());
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{so}\n{se}");
+    let exp_a = a.path().join("runs/multi");
+    let want = snapshot(&exp_a);
+    assert_eq!(want.len(), 4);
+    let result = |m: &str| {
+        let d = trial_dirs(&exp_a).into_iter().find(|d| d.file_name().unwrap().to_string_lossy().starts_with(m));
+        read_json(&d.unwrap().join("result.json"))
+    };
+    let (so_r, mtl, prog) = (result("source-only"), result("mtl"), result("progressive"));
+    // Pooled sources: one model, each domain's accuracy recorded too.
+    let dom = &so_r["last"]["source_domains"];
+    assert!(dom["a"].is_f64() && dom["b"].is_f64(), "{so_r}");
+    let pooled = so_r["last"]["source"].as_f64().unwrap();
+    assert!((pooled - (dom["a"].as_f64().unwrap() + dom["b"].as_f64().unwrap()) / 2.0).abs() < 1e-12);
+    assert!(mtl["last"]["source_domains"]["a"].as_f64().unwrap() > 0.8, "{mtl}");
+    let stages: Vec<&str> =
+        prog["evaluations"].as_array().unwrap().iter().map(|e| e["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages.first(), Some(&"task1"));
+    assert_eq!(stages.last(), Some(&"task3"));
+    assert_eq!(prog["steps"], 900);
+    // The progressive network's task-a accuracy at the end of its stage is its accuracy at the end: no forgetting.
+    let evals = prog["evaluations"].as_array().unwrap();
+    let end1 = evals.iter().rfind(|e| e["stage"] == "task1").unwrap();
+    assert_eq!(end1["source_domains"]["a"], prog["last"]["source_domains"]["a"]);
+
+    let out =
+        dalab(&["report", "multi.yaml", "--runs-dir", "runs", "--per-task", "--baseline", "target-only"], a.path());
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    assert!(so.contains("| method | after stage | a | b | c (target) | forgetting |"), "{so}");
+    assert!(so.contains("| progressive | task3 (c (target)) |") && so.contains("| 0.0 |"), "{so}");
+    assert!(so.contains("Gain = the row − target-only"), "{so}");
+
+    let b = tempfile::tempdir().unwrap();
+    write_three_domains(b.path());
+    std::fs::write(b.path().join("multi.yaml"), MULTI.replace("DIR", b.path().to_str().unwrap())).unwrap();
+    let exp_b = b.path().join("runs/multi");
+    let min = |id: &str| if id.starts_with("progressive") { 350 } else { 100 };
+    let killed = kill_once_inside_each_trial(b.path(), "multi.yaml", &exp_b, &min);
+    for m in ["mtl", "progressive"] {
+        assert!(killed.iter().any(|(id, _)| id.starts_with(m)), "no kill landed in the {m} trial: {killed:?}");
+    }
+    let out = dalab(&["run", "multi.yaml", "--runs-dir", "runs"], b.path());
+    assert!(out.status.success(), "{:?}", text(&out));
+    // (The trial ids differ: the config's file paths name each temporary folder.)
+    let unhashed = |v: Vec<(String, serde_json::Value, String)>| {
+        v.into_iter().map(|(id, r, m)| (id.rsplit_once('_').unwrap().0.to_string(), r, m)).collect::<Vec<_>>()
+    };
+    assert_eq!(unhashed(snapshot(&exp_b)), unhashed(want), "resumed trials: same results and metrics, bit for bit");
 }

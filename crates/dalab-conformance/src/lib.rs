@@ -60,6 +60,23 @@ pub fn synthetic_batch(n: i64, seed: i64) -> DaBatch {
     DaBatch { source_x, source_y, target_x }
 }
 
+/// The build environment of a method on an MLP backbone of `hidden` ReLU layers over the synthetic task's
+/// [`DIM`] inputs and [`CLASSES`] classes, built under `backbone` in `vs`, for a task with the named source
+/// domains (tests of multi-stage and multi-task methods).
+pub fn env(vs: &nn::VarStore, hidden: &[i64], source_domains: &[&str]) -> BuildEnv {
+    let bb = BackboneConfig::Mlp { hidden: hidden.to_vec(), activation: Activation::Relu, dropout: 0.0 };
+    let backbone = build_backbone(&bb, &(vs.root() / "backbone"), &[DIM]).expect("MLP backbone builds");
+    let make_backbone: dalab_core::BackboneBuilder = Box::new(move |p| build_backbone(&bb, p, &[DIM]));
+    BuildEnv {
+        backbone,
+        make_backbone,
+        num_classes: CLASSES,
+        input_shape: vec![DIM],
+        source_domains: source_domains.iter().map(|s| s.to_string()).collect(),
+        device: Device::Cpu,
+    }
+}
+
 /// Builds method `M` with `cfg` on a small MLP backbone (hidden 16, ReLU) in a fresh VarStore seeded with `seed`.
 pub fn build<M: MethodFactory>(cfg: &M::Config, seed: i64) -> (nn::VarStore, Box<dyn Method>) {
     // Tiny tensors: one libtorch thread avoids oversubscribing the cores that parallel tests share.
@@ -69,7 +86,14 @@ pub fn build<M: MethodFactory>(cfg: &M::Config, seed: i64) -> (nn::VarStore, Box
     let bb = BackboneConfig::Mlp { hidden: vec![16], activation: Activation::Relu, dropout: 0.0 };
     let backbone = build_backbone(&bb, &(vs.root() / "backbone"), &[DIM]).expect("MLP backbone builds");
     let make_backbone: dalab_core::BackboneBuilder = Box::new(move |p| build_backbone(&bb, p, &[DIM]));
-    let env = BuildEnv { backbone, make_backbone, num_classes: CLASSES, input_shape: vec![DIM], device: Device::Cpu };
+    let env = BuildEnv {
+        backbone,
+        make_backbone,
+        num_classes: CLASSES,
+        input_shape: vec![DIM],
+        source_domains: vec!["source".into()],
+        device: Device::Cpu,
+    };
     let method = M::build(cfg, &(vs.root() / "method"), env).expect("the method builds from its config");
     (vs, method)
 }
@@ -108,7 +132,8 @@ pub fn settings() -> TrainSettings {
 fn stage_batch<'a>(data: StageData, both: &'a DaBatch, src: &'a SourceBatch, tgt: &'a TargetBatch) -> StageBatch<'a> {
     match data {
         StageData::SourceAndTarget => StageBatch::Both(both),
-        StageData::Source => StageBatch::Source(src),
+        StageData::Source | StageData::SourceDomain(_) => StageBatch::Source(src),
+        StageData::Sources => StageBatch::Sources(std::slice::from_ref(src)),
         StageData::Target => StageBatch::Target(tgt),
     }
 }

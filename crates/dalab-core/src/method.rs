@@ -36,7 +36,18 @@ pub enum StageData {
     Source,
     /// Unlabelled target batches only ([`StageBatch::Target`]): source-free adaptation (SHOT) never sees the source.
     Target,
+    /// Labelled batches of one source domain of a multi-source task `a+b→c` (index in [`BuildEnv::source_domains`],
+    /// as [`StageBatch::Source`]): one task of a sequence (progressive networks).
+    SourceDomain(usize),
+    /// One labelled batch of each source domain, in order ([`StageBatch::Sources`]): multi-task learning.
+    Sources,
 }
+
+/// Stage names for methods with one stage per task of a sequence (`task1` … `task16`).
+pub const TASK_STAGES: [&str; 16] = [
+    "task1", "task2", "task3", "task4", "task5", "task6", "task7", "task8", "task9", "task10", "task11", "task12",
+    "task13", "task14", "task15", "task16",
+];
 
 /// A stage of training: its name (in logs and checkpoints), its length, its data and the parameter groups its
 /// optimizer steps may touch.
@@ -99,6 +110,8 @@ pub enum StageBatch<'a> {
     Both(&'a DaBatch),
     Source(&'a SourceBatch),
     Target(&'a TargetBatch),
+    /// One labelled batch per source domain ([`StageData::Sources`]).
+    Sources(&'a [SourceBatch]),
 }
 
 /// Target samples with their labels: handed to [`Method::train_step_labelled`] in the `semi_supervised` setting
@@ -108,6 +121,15 @@ pub enum StageBatch<'a> {
 pub struct LabelledTarget {
     pub x: Tensor,
     pub y: Tensor,
+}
+
+/// The error of a method that learns from target labels when it is stepped without them: such a method lists
+/// only the settings that grant them ([`MethodFactory::SETTINGS`]), so the trainer never does this.
+pub fn needs_target_labels(method: &str, ctx: &StepCtx) -> Error {
+    Error::Other(format!(
+        "stage `{}`: {method} learns from the target's labels: it needs `setting: supervised` or `semi_supervised`",
+        ctx.stage
+    ))
 }
 
 /// The trainer's side of a step: the optimizers of the parameter groups. Gradient clearing, the check for a
@@ -179,6 +201,18 @@ pub trait Method: Send {
     fn predict(&self, x: &Tensor) -> Tensor;
     /// The representation that is aligned (for divergence reports and plots), eval mode.
     fn features(&self, x: &Tensor) -> Tensor;
+
+    /// True for a method with one output per task (multi-task learning, progressive networks): the evaluator then
+    /// scores each source domain with [`Method::predict_task`]. Default false.
+    fn task_heads(&self) -> bool {
+        false
+    }
+
+    /// Class logits of task `task` (the index of a source domain in [`BuildEnv::source_domains`]; the target is
+    /// task `source_domains.len()`), eval mode. Default: [`Method::predict`].
+    fn predict_task(&self, x: &Tensor, _task: usize) -> Tensor {
+        self.predict(x)
+    }
 }
 
 /// A feature extractor ("backbone") built by dalab-nn from the `model:` section and handed to the method.
@@ -187,6 +221,19 @@ pub trait FeatureExtractor: Send + std::fmt::Debug {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor;
     /// Size of the feature vector.
     fn out_dim(&self) -> i64;
+
+    /// The forward pass layer by layer, for methods that connect networks at every layer (progressive networks):
+    /// `lateral(i)` may return a tensor `[n, width_i]` that is added to layer i's pre-activation; the result is
+    /// every layer's activation in order (the last is `forward_t`'s output). None for a backbone without such
+    /// layers (the default: CNNs and TorchScript modules).
+    fn forward_layers(
+        &self,
+        _x: &Tensor,
+        _train: bool,
+        _lateral: &mut dyn FnMut(usize) -> Option<Tensor>,
+    ) -> Option<Vec<Tensor>> {
+        None
+    }
 }
 
 /// Builds another backbone of the experiment's architecture under a path (ADDA's target encoder).
@@ -202,6 +249,8 @@ pub struct BuildEnv {
     pub num_classes: i64,
     /// Shape of one input sample.
     pub input_shape: Vec<i64>,
+    /// The task's source domains in order: one for `a→b`, several for a multi-source task `a+b→c`.
+    pub source_domains: Vec<String>,
     pub device: Device,
 }
 
@@ -211,6 +260,7 @@ impl std::fmt::Debug for BuildEnv {
             .field("backbone", &self.backbone)
             .field("num_classes", &self.num_classes)
             .field("input_shape", &self.input_shape)
+            .field("source_domains", &self.source_domains)
             .finish_non_exhaustive()
     }
 }

@@ -136,8 +136,16 @@ impl DatasetConfig {
     }
 
     /// Checks that `source → target` is a task of this dataset without loading anything: two distinct domains
-    /// of it (and, for `moons`, the one task moons→moons-rotated). The message names the problem.
+    /// of it (and, for `moons`, the one task moons→moons-rotated). A multi-source task names its sources with `+`
+    /// (`dvd+electronics→books`): each a domain, all distinct and other than the target. The message names the
+    /// problem.
     pub fn check_task(&self, source: &str, target: &str) -> std::result::Result<(), String> {
+        if let Some(sources) = multi_sources(source)? {
+            for s in &sources {
+                self.check_task(s, target)?;
+            }
+            return Ok(());
+        }
         let domains = self.domains();
         for d in [source, target] {
             if !domains.iter().any(|k| k == d) {
@@ -155,7 +163,19 @@ impl DatasetConfig {
 
     /// Loads the data of task `source → target`, applying the dataset's protocol. `data_dir` is where
     /// dataset files are looked up (relative paths of `feature-files`/`image-folders` too).
+    /// A multi-source task (`a+b→c`) is loaded as its single-source tasks, their sources stacked in order
+    /// ([`TaskData::multi_source`]), with each source's own test split where the dataset has one (read from the
+    /// task `c→a`, in which the source is the target).
     pub fn load_task(&self, source: &str, target: &str, data_dir: &Path) -> Result<TaskData> {
+        if let Some(sources) = multi_sources(source).map_err(Error::Invalid)? {
+            let parts =
+                sources.iter().map(|s| self.load_task(s, target, data_dir)).collect::<Result<Vec<TaskData>>>()?;
+            let tests = sources
+                .iter()
+                .map(|s| self.load_task(target, s, data_dir).map(|t| t.target_test))
+                .collect::<Result<Vec<_>>>()?;
+            return TaskData::multi_source(parts, tests);
+        }
         let domains = self.domains();
         for d in [source, target] {
             if !domains.iter().any(|k| k == d) {
@@ -189,6 +209,23 @@ impl DatasetConfig {
     }
 }
 
+/// The sources of a multi-source task `a+b+…` (None for a single source); an error for an empty or repeated one.
+fn multi_sources(source: &str) -> std::result::Result<Option<Vec<&str>>, String> {
+    if !source.contains('+') {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = source.split('+').map(str::trim).collect();
+    if let Some(i) = parts.iter().position(|p| p.is_empty()) {
+        return Err(format!("source `{source}`: source {} of the `+` list is empty", i + 1));
+    }
+    for (i, p) in parts.iter().enumerate() {
+        if parts[..i].contains(p) {
+            return Err(format!("source `{source}`: domain `{p}` is listed twice"));
+        }
+    }
+    Ok(Some(parts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +255,39 @@ mod tests {
         assert!(o.check_task("A", "W").is_ok());
         assert!(o.check_task("A", "A").unwrap_err().contains("same domain"));
         assert!(o.check_task("A", "X").unwrap_err().contains("no domain `X`"));
+        // Multi-source tasks: every source checked; repeated, empty or target sources are errors.
+        assert!(o.check_task("A+C+D", "W").is_ok());
+        assert!(o.check_task("A+W", "W").unwrap_err().contains("same domain `W`"));
+        assert_eq!(o.check_task("A+A", "W").unwrap_err(), "source `A+A`: domain `A` is listed twice");
+        assert_eq!(o.check_task("A+", "W").unwrap_err(), "source `A+`: source 2 of the `+` list is empty");
+        assert!(o.check_task("A+X", "W").unwrap_err().contains("no domain `X`"));
+    }
+
+    /// A multi-source task stacks its sources in order and remembers each one's rows; the target is the same.
+    #[test]
+    fn multi_source_tasks_stack_their_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, rows) in [("a", vec![0.0, 1.0]), ("b", vec![2.0, 3.0, 4.0]), ("c", vec![5.0])] {
+            let mut body = String::from("f1,f2,label\n");
+            for (i, v) in rows.iter().enumerate() {
+                body.push_str(&format!("{v},{v},{}\n", i % 2));
+            }
+            std::fs::write(dir.path().join(format!("{name}.csv")), body).unwrap();
+        }
+        let cfg: DatasetConfig = serde_saphyr::from_str(
+            "name: feature-files\ndomains: [{name: a, path: a.csv}, {name: b, path: b.csv}, {name: c, path: c.csv}]\n",
+        )
+        .unwrap();
+        let t = cfg.load_task("b+a", "c", dir.path()).unwrap();
+        assert_eq!(t.source.name, "b+a");
+        assert_eq!(t.source_domains, vec![("b".to_string(), 0..3), ("a".to_string(), 3..5)]);
+        assert_eq!(t.source.y, vec![0, 1, 0, 0, 1]);
+        let x = t.source.dense_x().unwrap();
+        assert_eq!(x.index_axis(ndarray::Axis(1), 0).iter().copied().collect::<Vec<f32>>(), [2.0, 3.0, 4.0, 0.0, 1.0]);
+        assert_eq!(t.target.len(), 1);
+        assert_eq!(t.source_tests.len(), 2);
+        assert!(t.source_tests.iter().all(Option::is_none), "no test files declared");
+        assert_eq!(cfg.load_task("a", "c", dir.path()).unwrap().source_domains, vec![("a".to_string(), 0..2)]);
     }
 
     #[test]

@@ -81,6 +81,48 @@ pub struct Domain {
 }
 
 impl Domain {
+    /// The domains' samples in order, as one domain named `a+b+…`; they must agree on sample shape and classes.
+    pub fn stack(parts: &[Domain]) -> Result<Self> {
+        let first = parts.first().ok_or_else(|| Error::Invalid("no domain to stack".into()))?;
+        let name = parts.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join("+");
+        for d in parts {
+            if d.sample_shape() != first.sample_shape() || d.class_names != first.class_names {
+                return Err(Error::Invalid(format!(
+                    "domains `{}` and `{}` differ in sample shape ({:?}, {:?}) or classes",
+                    first.name,
+                    d.name,
+                    first.sample_shape(),
+                    d.sample_shape()
+                )));
+            }
+        }
+        let y: Vec<i64> = parts.iter().flat_map(|d| d.y.iter().copied()).collect();
+        let x = match &first.x {
+            Features::Dense(_) => {
+                let views: Vec<_> = parts.iter().map(|d| d.dense_x().map(|x| x.view())).collect::<Result<_>>()?;
+                Features::Dense(
+                    ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Invalid(format!("{name}: {e}")))?,
+                )
+            }
+            Features::Files(f) => {
+                let mut all = f.clone();
+                for d in &parts[1..] {
+                    match &d.x {
+                        Features::Files(g) if g.opts == f.opts => all.paths.extend(g.paths.iter().cloned()),
+                        _ => {
+                            return Err(Error::Invalid(format!(
+                                "domains `{}` and `{}` are not decoded alike (image options or in-memory)",
+                                first.name, d.name
+                            )));
+                        }
+                    }
+                }
+                Features::Files(all)
+            }
+        };
+        Ok(Self { name, x, y, class_names: first.class_names.clone() })
+    }
+
     /// Builds an in-memory domain and checks that features, labels and classes agree.
     pub fn new(name: impl Into<String>, x: ArrayD<f32>, y: Vec<i64>, class_names: Vec<String>) -> Result<Self> {
         let name = name.into();
@@ -169,6 +211,12 @@ pub struct TaskData {
     pub target: Domain,
     /// A separate labelled target test set, where the benchmark has one (e.g. Amazon reviews).
     pub target_test: Option<Domain>,
+    /// The source domains in order, each with its rows of `source`: one for a task `a→b`; several for a
+    /// multi-source task `a+b→c`, whose `source` is their rows stacked in this order.
+    pub source_domains: Vec<(String, std::ops::Range<usize>)>,
+    /// Each source domain's separate labelled test set, in the order of `source_domains`, where the benchmark has
+    /// one (filled for multi-source tasks, whose sources are tasks of their own; empty otherwise).
+    pub source_tests: Vec<Option<Domain>>,
 }
 
 impl TaskData {
@@ -191,6 +239,32 @@ impl TaskData {
                 )));
             }
         }
-        Ok(Self { source, target, target_test })
+        let source_domains = vec![(source.name.clone(), 0..source.len())];
+        Ok(Self { source, target, target_test, source_domains, source_tests: Vec::new() })
+    }
+
+    /// The multi-source task `a+b+…→c` from its single-source tasks `a→c`, `b→c`, … (same target): the sources
+    /// stacked in order into one domain named `a+b+…`, each remembered with its rows.
+    pub fn multi_source(parts: Vec<TaskData>, source_tests: Vec<Option<Domain>>) -> Result<Self> {
+        let mut parts = parts.into_iter();
+        let first = parts.next().ok_or_else(|| Error::Invalid("a multi-source task needs a source".into()))?;
+        let mut sources = vec![first.source];
+        sources.extend(parts.map(|p| p.source));
+        let mut source_domains = Vec::with_capacity(sources.len());
+        let mut n = 0;
+        for d in &sources {
+            source_domains.push((d.name.clone(), n..n + d.len()));
+            n += d.len();
+        }
+        let source = Domain::stack(&sources)?;
+        let mut task = TaskData::new(source, first.target, first.target_test)?;
+        task.source_domains = source_domains;
+        for t in source_tests.iter().flatten() {
+            if t.sample_shape() != task.source.sample_shape() || t.class_names != task.source.class_names {
+                return Err(Error::Invalid(format!("test set `{}` differs from the sources", t.name)));
+            }
+        }
+        task.source_tests = source_tests;
+        Ok(task)
     }
 }

@@ -130,15 +130,34 @@ pub fn sparse_linear(l: &nn::Linear, x: &Tensor) -> Tensor {
 
 impl FeatureExtractor for Mlp {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        // (`hidden: []` is the identity on the flattened input.)
+        match self.forward_layers(x, train, &mut |_| None).and_then(|mut v| v.pop()) {
+            Some(h) => h,
+            None if x.is_sparse() => x.shallow_clone(),
+            None => x.flatten(1, -1),
+        }
+    }
+
+    fn forward_layers(
+        &self,
+        x: &Tensor,
+        train: bool,
+        lateral: &mut dyn FnMut(usize) -> Option<Tensor>,
+    ) -> Option<Vec<Tensor>> {
         let mut h = if x.is_sparse() { x.shallow_clone() } else { x.flatten(1, -1) };
-        for l in &self.layers {
-            let z = if h.is_sparse() { sparse_linear(l, &h) } else { l.forward(&h) };
+        let mut out = Vec::with_capacity(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            let mut z = if h.is_sparse() { sparse_linear(l, &h) } else { l.forward(&h) };
+            if let Some(u) = lateral(i) {
+                z += u;
+            }
             h = self.activation.apply(&z);
             if self.dropout > 0.0 {
                 h = h.dropout(self.dropout, train);
             }
+            out.push(h.shallow_clone());
         }
-        h
+        Some(out)
     }
 
     fn out_dim(&self) -> i64 {

@@ -130,3 +130,28 @@ pub fn copy_prefix(vs: &nn::VarStore, from: &str, to: &str) -> dalab_core::Resul
     }
     Ok(n)
 }
+
+/// The layers of the backbone whose variables are under `prefix`, from the input: `conv<i>` before `fc<i>`, each
+/// by index (how dalab-nn names the layers of its MLP, LeNet and DANN-digits backbones). An error for a backbone
+/// whose variables are not named so (TorchScript).
+pub fn backbone_layers(vs: &nn::VarStore, prefix: &str) -> dalab_core::Result<Vec<String>> {
+    let mut names: Vec<(u8, usize, String)> = Vec::new();
+    for k in vs.variables().keys() {
+        let Some(rest) = k.strip_prefix(prefix) else { continue };
+        let layer = rest.split('.').next().unwrap_or(rest);
+        let parsed = [("conv", 0u8), ("fc", 1u8)]
+            .iter()
+            .find_map(|(p, kind)| layer.strip_prefix(p).and_then(|i| i.parse::<usize>().ok()).map(|i| (*kind, i)));
+        let Some((kind, i)) = parsed else {
+            return Err(dalab_core::Error::Other(format!(
+                "backbone variable `{k}` is not in a layer named conv<i> or fc<i> (use an mlp, lenet or dann-digits \
+                 backbone)"
+            )));
+        };
+        if !names.iter().any(|n| n.2 == layer) {
+            names.push((kind, i, layer.to_string()));
+        }
+    }
+    names.sort();
+    Ok(names.into_iter().map(|n| n.2).collect())
+}

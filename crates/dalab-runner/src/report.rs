@@ -50,6 +50,10 @@ pub struct Reference {
     /// trial on 2-d inputs, as `dalab report --boundaries`).
     #[serde(default)]
     pub figures: Vec<Figure>,
+    /// The row the gain table measures against (`--baseline`; default [`BASELINE`]), e.g. `target-only` for the
+    /// single-task baselines of multi-task learning.
+    #[serde(default)]
+    pub baseline: Option<String>,
 }
 
 /// A figure a reference file asks for.
@@ -62,6 +66,8 @@ pub enum Figure {
     Sweep(String),
     /// Torrey & Shavlik's three measures of transfer per row (`--transfer-measures`).
     TransferMeasures,
+    /// The accuracy on every domain of a (multi-source) task after each stage, and the forgetting (`--per-task`).
+    PerTask,
 }
 
 /// Which target accuracy a table shows.
@@ -811,6 +817,119 @@ pub fn transfer_measures_markdown(table: &Table) -> Result<String> {
     Ok(s)
 }
 
+/// The accuracy of an evaluation on task `j` of a task `a+b+…→c` (the sources in order, then the target), scored
+/// with the task's own output: a source domain's on its test split when the table shows test accuracies and the
+/// dataset has one, else on its training data; the target's on the target test split where there is one.
+fn task_accuracy(e: &EvalRecord, sources: &[&str], j: usize, test_split: bool) -> Option<f64> {
+    match sources.get(j) {
+        Some(name) => test_split
+            .then(|| e.source_domains_test.get(*name).copied())
+            .flatten()
+            .or_else(|| e.source_domains.get(*name).copied())
+            .or((sources.len() == 1).then_some(e.source)),
+        None => Some(crate::selection::target_accuracy(e, test_split)),
+    }
+}
+
+/// `dalab report --per-task`: for each task `a+b+…→c` of the table, the accuracy on every one of its domains (each
+/// scored with its own output by methods with one per task; see `task_accuracy` for the splits) at the end of
+/// each stage of every row, mean ± std over seeds, in points;
+/// and per row the **forgetting**: the mean over the tasks learnt before the last stage of (accuracy at the end of
+/// the task's own stage − accuracy at the end of training), for rows with one stage per task (progressive networks,
+/// fine-tuning through a sequence), where a task is shown only from its own stage on.
+pub fn per_task_markdown(table: &Table) -> Result<String> {
+    let what = if table.test_split { "target test" } else { "target" };
+    let mut s = format!(
+        "\n**{}: accuracy (%) on every task after each stage, mean ± std over seeds** (each task with its own \
+         output; sources: {}; target: {what}). Forgetting: the mean drop of the earlier tasks from the end of their \
+         own stage to the end of training.\n",
+        table.experiment,
+        if table.test_split {
+            "their test splits where the dataset has them, else training data"
+        } else {
+            "training data"
+        }
+    );
+    let fmt = |v: &[f64]| {
+        let c = Cell { values: v.to_vec(), keys: vec![] };
+        if v.len() > 1 {
+            format!("{:.1} ± {:.1}", 100.0 * c.mean(), 100.0 * c.std())
+        } else {
+            format!("{:.1}", 100.0 * c.mean())
+        }
+    };
+    for task in &table.tasks {
+        let Some((src, tgt)) = crate::config::split_task(task) else { continue };
+        let sources: Vec<&str> = src.split('+').map(str::trim).collect();
+        let names: Vec<String> =
+            sources.iter().map(|d| d.to_string()).chain(std::iter::once(format!("{tgt} (target)"))).collect();
+        s.push_str(&format!(
+            "\n{task}\n\n| method | after stage | {} | forgetting |\n|---|---|{}---|\n",
+            names.join(" | "),
+            "---|".repeat(names.len())
+        ));
+        for row in &table.rows {
+            // stage → task → accuracies over seeds; and each seed's forgetting.
+            let mut stages: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
+            let mut forgetting = Vec::new();
+            for d in table.trial_dirs.get(&(row.clone(), task.clone())).into_iter().flatten() {
+                let r: TrialResult = match status(d) {
+                    TrialStatus::Done(r) => *r,
+                    _ => continue,
+                };
+                let evals = if r.evaluations.is_empty() { vec![r.last.clone()] } else { r.evaluations.clone() };
+                // The last evaluation of each stage, in order.
+                let mut ends: Vec<&EvalRecord> = Vec::new();
+                for e in &evals {
+                    match ends.last_mut() {
+                        Some(l) if l.stage == e.stage => *l = e,
+                        _ => ends.push(e),
+                    }
+                }
+                for (si, e) in ends.iter().enumerate() {
+                    let name = e.stage.clone().unwrap_or_else(|| "train".into());
+                    if stages.len() <= si {
+                        stages.push((name, vec![Vec::new(); names.len()]));
+                    }
+                    for j in 0..names.len() {
+                        if let Some(a) = task_accuracy(e, &sources, j, table.test_split) {
+                            stages[si].1[j].push(a);
+                        }
+                    }
+                }
+                if ends.len() == names.len() && ends.len() > 1 {
+                    let last = ends[ends.len() - 1];
+                    let drops: Vec<f64> = (0..names.len() - 1)
+                        .filter_map(|j| {
+                            Some(
+                                task_accuracy(ends[j], &sources, j, table.test_split)?
+                                    - task_accuracy(last, &sources, j, table.test_split)?,
+                            )
+                        })
+                        .collect();
+                    if !drops.is_empty() {
+                        forgetting.push(drops.iter().sum::<f64>() / drops.len() as f64);
+                    }
+                }
+            }
+            let n = stages.len();
+            // One stage per task (a sequence): stage k learns task k; the tasks after it are not learnt yet.
+            let sequence = n == names.len() && n > 1;
+            for (si, (stage, accs)) in stages.iter().enumerate() {
+                let cells: Vec<String> = accs
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| if v.is_empty() || (sequence && j > si) { "–".to_string() } else { fmt(v) })
+                    .collect();
+                let f = if si + 1 == n && !forgetting.is_empty() { fmt(&forgetting) } else { String::new() };
+                let stage = if sequence { format!("{stage} ({})", names[si]) } else { stage.clone() };
+                s.push_str(&format!("| {row} | {stage} | {} | {f} |\n", cells.join(" | ")));
+            }
+        }
+    }
+    Ok(s)
+}
+
 /// A plot's file name (without `.png`) for `name`: `→` spelt `_to_`, anything but ASCII letters, digits, `-` and `_`
 /// replaced by `_`.
 fn file_stem(name: &str) -> String {
@@ -970,6 +1089,35 @@ mod tests {
         });
         std::fs::create_dir_all(dir.join(id)).unwrap();
         std::fs::write(dir.join(id).join("result.json"), r.to_string()).unwrap();
+    }
+
+    /// The per-task table of a sequence: each task's accuracy after each stage (the sources' test splits where
+    /// recorded), tasks not learnt yet blank, and the forgetting = mean drop of the earlier tasks, by hand.
+    #[test]
+    fn per_task_table_and_forgetting_of_a_constructed_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let ev = |stage: &str, a: f64, b: f64, c: f64| {
+            serde_json::json!({"step": 1, "stage": stage, "source": 0.0, "target": 0.0, "target_test": c,
+                "source_domains": {"a": 0.99, "b": 0.99}, "source_domains_test": {"a": a, "b": b}})
+        };
+        let evals = [ev("task1", 0.9, 0.5, 0.5), ev("task2", 0.8, 0.7, 0.5), ev("task3", 0.6, 0.65, 0.75)];
+        let r = serde_json::json!({
+            "trial": "p", "experiment": "e", "method": "progressive", "source": "a+b", "target": "c", "seed": 0,
+            "sweep": {}, "selection": "last", "oracle": false, "selected": evals[2], "last": evals[2],
+            "evaluations": evals, "steps": 3, "seconds": 0.1, "device": "cpu", "dalab_version": "0"
+        });
+        std::fs::create_dir_all(dir.path().join("p")).unwrap();
+        std::fs::write(dir.path().join("p/result.json"), r.to_string()).unwrap();
+        let t = collect(dir.path(), None, &[], &[], None).unwrap();
+        let md = per_task_markdown(&t).unwrap();
+        assert!(md.contains("| method | after stage | a | b | c (target) | forgetting |"), "{md}");
+        assert!(md.contains("| progressive | task1 (a) | 90.0 | – | – |  |"), "{md}");
+        assert!(md.contains("| progressive | task2 (b) | 80.0 | 70.0 | – |  |"), "{md}");
+        // Forgetting: a 90 → 60, b 70 → 65: (30 + 5) / 2 = 17.5.
+        assert!(md.contains("| progressive | task3 (c (target)) | 60.0 | 65.0 | 75.0 | 17.5 |"), "{md}");
+        // On the training split the sources' training accuracies are shown.
+        let tr = collect(dir.path(), None, &[], &[], Some(Split::Target)).unwrap();
+        assert!(per_task_markdown(&tr).unwrap().contains("| progressive | task1 (a) | 99.0 |"));
     }
 
     /// The split of a table: the test split by default when every trial has one; `target` when asked for.
@@ -1135,6 +1283,7 @@ mod tests {
             notes: "More.".into(),
             split: None,
             figures: vec![],
+            baseline: None,
         };
         let far = t.markdown(Some(&reference(43.0)));
         assert!(far.contains("| Δ svm − P | **-3.0** | **-3.0** |"), "{far}");

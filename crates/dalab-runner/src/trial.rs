@@ -86,14 +86,22 @@ impl Trial {
     }
 }
 
-/// `method` or `method (key=value, ...)`.
+/// `method` or `method (key=value, ...)`; a swept option set `methods.<method>: {a: 1, b: 2}` gives `a=1, b=2`.
 pub fn label(method: &str, sweep: &Map<String, Value>) -> String {
     if sweep.is_empty() {
         return method.to_string();
     }
     let prefix = format!("methods.{method}.");
-    let vals: Vec<String> =
-        sweep.iter().map(|(k, v)| format!("{}={}", k.strip_prefix(&prefix).unwrap_or(k), v)).collect();
+    let mut vals: Vec<String> = Vec::new();
+    for (k, v) in sweep {
+        match v {
+            // A sweep over whole option sets (`methods.mtl: [{sharing: hard}, {sharing: soft}]`): their keys.
+            Value::Object(o) if k.strip_prefix("methods.") == Some(method) => {
+                vals.extend(o.iter().map(|(a, b)| format!("{a}={b}")));
+            }
+            _ => vals.push(format!("{}={}", k.strip_prefix(&prefix).unwrap_or(k), v)),
+        }
+    }
     format!("{method} ({})", vals.join(", "))
 }
 
@@ -401,4 +409,21 @@ fn train_and_record(
         labelled_target: outcome.labelled_target,
         dalab_version: env!("CARGO_PKG_VERSION").to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_name_swept_keys_and_swept_option_sets() {
+        let m = |v: Value| v.as_object().unwrap().clone();
+        assert_eq!(label("dann", &Map::new()), "dann");
+        assert_eq!(
+            label("dann", &m(serde_json::json!({"methods.dann.trade_off": 0.1, "seed": 1}))),
+            "dann (trade_off=0.1, seed=1)"
+        );
+        let set = m(serde_json::json!({"methods.mtl": {"sharing": "soft", "weighting": "fixed"}}));
+        assert_eq!(label("mtl", &set), r#"mtl (sharing="soft", weighting="fixed")"#);
+    }
 }

@@ -23,6 +23,9 @@ pub struct CheckpointState {
     pub stage_iteration: usize,
     /// Batches drawn from the source, target and labelled-target streams.
     pub drawn: [usize; 3],
+    /// Batches drawn from each source domain's stream (methods with `StageData::Sources`/`SourceDomain` stages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drawn_domains: Vec<usize>,
     pub last: Option<EvalRecord>,
     /// Every evaluation so far.
     #[serde(default)]
@@ -45,6 +48,10 @@ pub struct ModelInfo {
     /// The step of the model in `model.safetensors` and of the one in `model-last.safetensors`.
     pub selected_step: usize,
     pub last_step: usize,
+    /// The source domains of the task the model was trained on (several for a multi-source task); absent in models
+    /// of older versions (one source).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_domains: Vec<String>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

@@ -68,6 +68,13 @@ pub struct EvalRecord {
     pub stage: Option<String>,
     /// On the source training data.
     pub source: f64,
+    /// On each source domain's training data, by name: for a multi-source task `a+b→c`, and for methods with one
+    /// output per task (each domain scored with its own, `Method::predict_task`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub source_domains: BTreeMap<String, f64>,
+    /// On each source domain's separate test set, where the dataset has one (multi-source tasks), scored alike.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub source_domains_test: BTreeMap<String, f64>,
     /// On the held-out source split (held out when the selection or `train.validators` needs it).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub source_val: Option<f64>,
@@ -206,6 +213,10 @@ struct EvalSet {
     validator_settings: ValidatorSettings,
     /// The source-val labels as the validators read them.
     source_val_labels: Vec<i64>,
+    /// Each source domain's training rows with their labels (scored per domain when there are several or the
+    /// method has one output per task), and its test set where there is one.
+    source_domains: Vec<(String, DomainInputs, Tensor)>,
+    source_tests: Vec<Option<(DomainInputs, Tensor)>>,
 }
 
 impl EvalSet {
@@ -228,7 +239,28 @@ impl EvalSet {
             target_test: test.as_ref().zip(self.target_test.as_ref()).map(|((l, _), (_, y))| accuracy_of(l, y)),
             validators: BTreeMap::new(),
             validator_errors: BTreeMap::new(),
+            source_domains: BTreeMap::new(),
+            source_domains_test: BTreeMap::new(),
         };
+        if self.source_domains.len() > 1 || m.task_heads() {
+            let score = |j: usize, x: &DomainInputs, y: &Tensor| -> Result<f64> {
+                let logits = tch::no_grad(|| -> Result<Tensor> {
+                    let mut parts = Vec::new();
+                    x.for_each_batch::<Error>(b, self.device, |_, xb| {
+                        parts.push(m.predict_task(xb, j).to_device(Device::Cpu));
+                        Ok(())
+                    })?;
+                    Ok(Tensor::cat(&parts, 0))
+                })?;
+                Ok(accuracy_of(&logits, y))
+            };
+            for (j, (name, x, y)) in self.source_domains.iter().enumerate() {
+                rec.source_domains.insert(name.clone(), score(j, x, y)?);
+                if let Some(Some((xt, yt))) = self.source_tests.get(j) {
+                    rec.source_domains_test.insert(name.clone(), score(j, xt, yt)?);
+                }
+            }
+        }
         if self.validators.is_empty() {
             return Ok(rec);
         }
@@ -491,6 +523,7 @@ fn checkpoint_seed(seed: u64, step: usize) -> i64 {
 
 /// Builds the method of `spec` on a fresh VarStore: the backbone from `model:` under `backbone`, the method under
 /// `method` (what `train` does before the first step, and what `dalab predict` rebuilds).
+#[allow(clippy::too_many_arguments)]
 pub fn build_model(
     registry: &Registry,
     method: &str,
@@ -498,13 +531,21 @@ pub fn build_model(
     model: &ModelConfig,
     num_classes: i64,
     input_shape: &[i64],
+    source_domains: &[String],
     device: Device,
 ) -> Result<(nn::VarStore, Box<dyn dalab_core::Method>)> {
     let vs = nn::VarStore::new(device);
     let backbone = dalab_nn::build_backbone(&model.backbone, &(vs.root() / "backbone"), input_shape)?;
     let (cfg, shape) = (model.backbone.clone(), input_shape.to_vec());
     let make_backbone: dalab_core::BackboneBuilder = Box::new(move |p| dalab_nn::build_backbone(&cfg, p, &shape));
-    let env = BuildEnv { backbone, make_backbone, num_classes, input_shape: input_shape.to_vec(), device };
+    let env = BuildEnv {
+        backbone,
+        make_backbone,
+        num_classes,
+        input_shape: input_shape.to_vec(),
+        source_domains: source_domains.to_vec(),
+        device,
+    };
     let m = registry.build(method, method_config, &(vs.root() / "method"), env)?;
     Ok((vs, m))
 }
@@ -533,8 +574,9 @@ pub fn load_model(
     file: &std::path::Path,
     device: Device,
 ) -> Result<(nn::VarStore, Box<dyn dalab_core::Method>)> {
+    let domains = if info.source_domains.is_empty() { vec!["source".to_string()] } else { info.source_domains.clone() };
     let (mut vs, mut m) =
-        build_model(registry, method, method_config, model, info.num_classes, &info.input_shape, device)?;
+        build_model(registry, method, method_config, model, info.num_classes, &info.input_shape, &domains, device)?;
     let stages = m.stages();
     let s = stages.iter().find(|s| s.name == stage).ok_or_else(|| {
         Error::Invalid(format!("method `{method}` has no stage `{stage}` (model.json does not match the method)"))
@@ -578,6 +620,7 @@ fn train_inner(
         validators.push(v);
     }
     let hold_out = validators.iter().any(|v| v.needs().contains(&dalab_validators::Input::SourceLabels));
+    let train_rows: Vec<usize>;
     let (train_src, source_val) = if hold_out {
         let n = task.source.len();
         let n_val = ((n as f64) * tc.source_val_fraction).round() as usize;
@@ -590,10 +633,21 @@ fn train_inner(
         let mut idx: Vec<usize> = (0..n).collect();
         idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(dalab_core::seed::derive(spec.seed, 3)));
         let (val, tr) = idx.split_at(n_val);
+        train_rows = tr.to_vec();
         ((xs.subset(tr), pick(&ys, tr)), Some((xs.subset(val), pick(&ys, val))))
     } else {
+        train_rows = (0..task.source.len()).collect();
         ((xs, ys), None)
     };
+    // Each source domain's rows of the training source (positions into `train_src`).
+    let domain_rows: Vec<(String, Vec<usize>)> = task
+        .source_domains
+        .iter()
+        .map(|(name, range)| {
+            let rows = train_rows.iter().enumerate().filter(|(_, r)| range.contains(r)).map(|(p, _)| p).collect();
+            (name.clone(), rows)
+        })
+        .collect();
     let source_val_labels =
         source_val.as_ref().map(|(_, y)| Vec::<i64>::try_from(y.to_device(Device::Cpu))).transpose()?;
     let xt_all = DomainInputs::new(&task.target.x, device);
@@ -627,6 +681,10 @@ fn train_inner(
             )));
         }
     }
+    let domain_sets: Vec<(String, DomainInputs, Tensor)> = domain_rows
+        .iter()
+        .map(|(name, rows)| (name.clone(), train_src.0.subset(rows), pick(&train_src.1, rows)))
+        .collect();
     let src_stream_inputs = train_src.0.share();
     let tgt_stream_inputs = xt.share();
     let eval_set = EvalSet {
@@ -636,6 +694,12 @@ fn train_inner(
         target_test: task.target_test.as_ref().map(|d| (DomainInputs::new(&d.x, device), labels_tensor(&d.y, device))),
         device,
         source_val_labels: source_val_labels.unwrap_or_default(),
+        source_domains: domain_sets,
+        source_tests: task
+            .source_tests
+            .iter()
+            .map(|t| t.as_ref().map(|d| (DomainInputs::new(&d.x, device), labels_tensor(&d.y, device))))
+            .collect(),
         validators,
         validator_settings: tc.validator_settings.clone(),
     };
@@ -643,8 +707,17 @@ fn train_inner(
     // Model: backbone from `model:`, then the method around it; its groups' optimizers; its stages.
     let input_shape: Vec<i64> = task.source.sample_shape().iter().map(|&d| d as i64).collect();
     let num_classes = task.source.num_classes() as i64;
-    let (vs, mut method) =
-        build_model(registry, spec.method, spec.method_config, &st.model, num_classes, &input_shape, device)?;
+    let domain_names: Vec<String> = task.source_domains.iter().map(|(n, _)| n.clone()).collect();
+    let (vs, mut method) = build_model(
+        registry,
+        spec.method,
+        spec.method_config,
+        &st.model,
+        num_classes,
+        &input_shape,
+        &domain_names,
+        device,
+    )?;
     let mut stepper = Stepper::new(&vs, method.as_ref(), st, spec.method)?;
     let groups = stepper.groups.clone();
     let declared = registry.get(spec.method).map_or(&[][..], |e| e.groups);
@@ -700,6 +773,36 @@ fn train_inner(
         )?),
         None => None,
     };
+    // One labelled stream per source domain, for methods whose stages read the domains apart (multi-task
+    // learning, task sequences).
+    let k = eval_set.source_domains.len();
+    for (s, _) in &stages {
+        if let StageData::SourceDomain(j) = s.data
+            && j >= k
+        {
+            return Err(Error::Invalid(format!(
+                "method `{}`: stage `{}` reads source domain {}, but the task has {k} ({})",
+                spec.method,
+                s.name,
+                j + 1,
+                domain_names.join(", ")
+            )));
+        }
+    }
+    let per_domain = stages.iter().any(|(s, _)| matches!(s.data, StageData::Sources | StageData::SourceDomain(_)));
+    let mut domain_streams = Vec::new();
+    if per_domain {
+        for (j, (_, x, y)) in eval_set.source_domains.iter().enumerate() {
+            domain_streams.push(BatchStream::resume(
+                x.share(),
+                Some(y.shallow_clone()),
+                tc.batch_size.min(x.len().max(1)),
+                dalab_core::seed::derive(spec.seed, 16 + j as u64),
+                device,
+                resume.as_ref().and_then(|c| c.drawn_domains.get(j).copied()).unwrap_or(0),
+            )?);
+        }
+    }
 
     let mut last: Option<EvalRecord> = resume.as_ref().and_then(|c| c.last.clone());
     // The selection rule's model: score, evaluation, stage index, variables.
@@ -749,7 +852,7 @@ fn train_inner(
             let factor = st.schedule.factor(p, it);
             let ctx = StepCtx { progress: p, iteration: it, total_iterations: *n, stage: stage.name, device };
             let sparsify = |x: Tensor| if sparse { x.to_sparse_sparse_dim(2) } else { x };
-            let (both, src_only, tgt_only);
+            let (both, src_only, tgt_only, per_source);
             let batch = match stage.data {
                 StageData::SourceAndTarget => {
                     let (sx, sy) = src_stream.next_batch()?;
@@ -769,6 +872,21 @@ fn train_inner(
                 StageData::Target => {
                     tgt_only = TargetBatch { x: sparsify(tgt_stream.next_batch()?.0) };
                     StageBatch::Target(&tgt_only)
+                }
+                StageData::SourceDomain(j) => {
+                    let (x, y) = domain_streams[j].next_batch()?;
+                    src_only = SourceBatch { x: sparsify(x), y: y.expect("domain streams have labels") };
+                    StageBatch::Source(&src_only)
+                }
+                StageData::Sources => {
+                    per_source = domain_streams
+                        .iter_mut()
+                        .map(|st| {
+                            let (x, y) = st.next_batch()?;
+                            Ok(SourceBatch { x: sparsify(x), y: y.expect("domain streams have labels") })
+                        })
+                        .collect::<Result<Vec<SourceBatch>>>()?;
+                    StageBatch::Sources(&per_source)
                 }
             };
             let labelled = match lab_stream.as_mut() {
@@ -820,6 +938,7 @@ fn train_inner(
                     stage: si2,
                     stage_iteration: it2,
                     drawn: [src_stream.drawn(), tgt_stream.drawn(), lab_stream.as_ref().map_or(0, |s| s.drawn())],
+                    drawn_domains: domain_streams.iter().map(|s| s.drawn()).collect(),
                     last: last.clone(),
                     evaluations: evaluations.clone(),
                     best: best.as_ref().map(|(s, r, st, _)| (*s, r.clone(), *st)),
@@ -866,6 +985,7 @@ fn train_inner(
             last_stage: final_stage.to_string(),
             selected_step: selected.step,
             last_step: last.step,
+            source_domains: if domain_names.len() > 1 { domain_names.clone() } else { Vec::new() },
         };
         checkpoint::write_atomic(&dir.join("model.json"), &serde_json::to_vec_pretty(&info).expect("serializes"))?;
         checkpoint::remove_stale(dir, None)?;
@@ -927,6 +1047,22 @@ pub fn fit_classic(
             target_test: task.target_test.as_ref().map(|d| Ok::<_, Error>(score(&rows_f64(d)?, &d.y))).transpose()?,
             validators: BTreeMap::new(),
             validator_errors: BTreeMap::new(),
+            source_domains: task
+                .source_domains
+                .iter()
+                .filter(|_| task.source_domains.len() > 1)
+                .map(|(name, r)| {
+                    let rows = xs.slice(ndarray::s![r.clone(), ..]).to_owned();
+                    (name.clone(), score(&rows, &task.source.y[r.clone()]))
+                })
+                .collect(),
+            source_domains_test: task
+                .source_domains
+                .iter()
+                .zip(&task.source_tests)
+                .filter_map(|((name, _), t)| t.as_ref().map(|d| (name, d)))
+                .map(|(name, d)| Ok::<_, Error>((name.clone(), score(&rows_f64(d)?, &d.y))))
+                .collect::<Result<_>>()?,
         };
         for s in sinks.iter_mut() {
             s.step(0, &fitted.scalars)?;

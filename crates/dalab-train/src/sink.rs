@@ -15,8 +15,8 @@ pub trait Sink {
     fn flush(&mut self) -> Result<()>;
 }
 
-/// Writes TensorBoard event files: step scalars under their names, evaluations under `accuracy/<split>` and
-/// `validator/<name>`.
+/// Writes TensorBoard event files: step scalars under their names, evaluations under `accuracy/<split>`
+/// (`accuracy/source/<domain>` per source domain where recorded) and `validator/<name>`.
 #[derive(Debug)]
 pub struct TensorBoardSink {
     writer: EventWriter,
@@ -44,6 +44,12 @@ impl Sink for TensorBoardSink {
     fn eval(&mut self, r: &EvalRecord) -> Result<()> {
         for (k, v) in r.accuracies() {
             self.writer.add_scalar(&format!("accuracy/{k}"), v, r.step as i64)?;
+        }
+        for (k, v) in &r.source_domains {
+            self.writer.add_scalar(&format!("accuracy/source/{k}"), *v, r.step as i64)?;
+        }
+        for (k, v) in &r.source_domains_test {
+            self.writer.add_scalar(&format!("accuracy/source_test/{k}"), *v, r.step as i64)?;
         }
         for (k, v) in &r.validators {
             self.writer.add_scalar(&format!("validator/{k}"), *v, r.step as i64)?;

@@ -152,9 +152,9 @@ impl Method for Model {
                     ("domain_acc".into(), acc.mean(Kind::Float).double_value(&[])),
                 ])
             }
-            StageBatch::Target(_) => {
-                Err(dalab_core::Error::Other("adda: no stage of ADDA sees target batches alone".into()))
-            }
+            StageBatch::Target(_) | StageBatch::Sources(_) => Err(dalab_core::Error::Other(
+                "adda: no stage of ADDA sees target batches alone or per-domain source batches".into(),
+            )),
         }
     }
 

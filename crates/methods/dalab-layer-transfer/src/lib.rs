@@ -92,28 +92,10 @@ struct Model {
     transferring: bool,
 }
 
-/// The layers of the backbone under `prefix` (`conv<i>` before `fc<i>`, by index), then `head`: what
-/// `copy_layers` counts. An error for a backbone whose layers are not named so (TorchScript).
+/// The layers of the backbone under `prefix` ([`dalab_nn::backbone_layers`]), then `head`: what `copy_layers`
+/// counts.
 pub fn layers(vs: &nn::VarStore, prefix: &str) -> Result<Vec<String>> {
-    let mut names: Vec<(u8, usize, String)> = Vec::new();
-    for k in vs.variables().keys() {
-        let Some(rest) = k.strip_prefix(prefix) else { continue };
-        let layer = rest.split('.').next().unwrap_or(rest);
-        let parsed = [("conv", 0u8), ("fc", 1u8)]
-            .iter()
-            .find_map(|(p, kind)| layer.strip_prefix(p).and_then(|i| i.parse::<usize>().ok()).map(|i| (*kind, i)));
-        let Some((kind, i)) = parsed else {
-            return Err(dalab_core::Error::Other(format!(
-                "layer-transfer: backbone variable `{k}` is not in a layer named conv<i> or fc<i> (use an mlp, lenet \
-                 or dann-digits backbone)"
-            )));
-        };
-        if !names.iter().any(|n| n.2 == layer) {
-            names.push((kind, i, layer.to_string()));
-        }
-    }
-    names.sort();
-    let mut out: Vec<String> = names.into_iter().map(|n| n.2).collect();
+    let mut out = dalab_nn::backbone_layers(vs, prefix)?;
     out.push("head".into());
     Ok(out)
 }
@@ -177,11 +159,7 @@ impl Method for Model {
     }
 
     fn train_step(&mut self, _batch: StageBatch<'_>, ctx: &StepCtx, _opt: &mut dyn Optimizers) -> Result<Scalars> {
-        Err(dalab_core::Error::Other(format!(
-            "stage `{}`: layer-transfer learns task B from the target's labels: it needs `setting: supervised` or \
-             `semi_supervised`",
-            ctx.stage
-        )))
+        Err(dalab_core::needs_target_labels("layer-transfer", ctx))
     }
 
     fn train_step_labelled(
@@ -221,19 +199,14 @@ impl Method for Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dalab_core::{BuildEnv, MethodFactory, SourceBatch, TargetBatch};
-    use dalab_nn::{Activation, BackboneConfig, build_backbone};
+    use dalab_core::{MethodFactory, SourceBatch, TargetBatch};
     use tch::{Device, Kind};
 
     /// The method on an MLP 4 → 8 → 8 (layers fc0, fc1, head) with the trainer's optimizers.
     fn build(cfg: &LayerTransferConfig) -> (nn::VarStore, Box<dyn Method>, dalab_train::Stepper) {
         tch::manual_seed(3);
         let vs = nn::VarStore::new(Device::Cpu);
-        let bb = BackboneConfig::Mlp { hidden: vec![8, 8], activation: Activation::Relu, dropout: 0.0 };
-        let backbone = build_backbone(&bb, &(vs.root() / "backbone"), &[4]).unwrap();
-        let make_backbone: dalab_core::BackboneBuilder = Box::new(move |p| build_backbone(&bb, p, &[4]));
-        let classes = dalab_conformance::CLASSES;
-        let env = BuildEnv { backbone, make_backbone, num_classes: classes, input_shape: vec![4], device: Device::Cpu };
+        let env = dalab_conformance::env(&vs, &[8, 8], &["a"]);
         let m = LayerTransfer::build(cfg, &(vs.root() / "method"), env).unwrap();
         let mut st = dalab_train::TrainSettings::default();
         st.optim.lr = 0.1;

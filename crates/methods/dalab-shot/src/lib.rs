@@ -260,9 +260,10 @@ impl Method for Model {
                     ("pseudo/agreement".into(), agree.double_value(&[])),
                 ])
             }
-            StageBatch::Both(_) => {
-                Err(Error::Other(format!("stage `{}`: SHOT never sees the source and target together", ctx.stage)))
-            }
+            StageBatch::Both(_) | StageBatch::Sources(_) => Err(Error::Other(format!(
+                "stage `{}`: SHOT never sees the source and target together, nor the source domains apart",
+                ctx.stage
+            ))),
         }
     }
 

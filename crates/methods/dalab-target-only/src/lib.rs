@@ -27,11 +27,7 @@ struct Model(HeadNet);
 
 impl Method for Model {
     fn training_loss(&mut self, _batch: &DaBatch, ctx: &StepCtx) -> Result<StepOutput> {
-        Err(dalab_core::Error::Other(format!(
-            "stage `{}`: target-only trains on labelled target data only: it needs `setting: supervised` or \
-             `semi_supervised`",
-            ctx.stage
-        )))
+        Err(dalab_core::needs_target_labels("target-only", ctx))
     }
 
     fn train_step_labelled(
@@ -95,6 +91,6 @@ mod tests {
         assert!((a - want).abs() < 1e-6, "{a} vs {want}");
         let b = DaBatch { source_x: xs.shallow_clone(), source_y: ys.shallow_clone(), target_x: xt.shallow_clone() };
         let e = m.training_loss(&b, &ctx).err().unwrap().to_string();
-        assert!(e.contains("target-only trains on labelled target data only"), "{e}");
+        assert!(e.contains("target-only learns from the target's labels"), "{e}");
     }
 }
