@@ -13,6 +13,7 @@
 
 mod bench_metrics;
 mod reproduce;
+mod slurm;
 
 use std::env;
 use std::ffi::OsString;
@@ -373,6 +374,10 @@ fn test(args: &[String]) -> Result<()> {
             cmd_env.push(("DALAB_DATA_DIR", shared.into_os_string()));
         }
     }
+    // The Slurm launcher's tests run against a real one-node Slurm, started here and stopped when `cluster` drops.
+    let cluster = slurm::Cluster::start()?;
+    cmd_env.push(("SLURM_CONF", cluster.conf().into_os_string()));
+    cmd_env.push(("DALAB_SLURM_TESTS", "1".into()));
     let has_nextest =
         Command::new(cargo()).args(["nextest", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
     let mut cmd = Command::new(cargo());
@@ -386,7 +391,9 @@ fn test(args: &[String]) -> Result<()> {
     cmd.args(args);
     // Doc tests are off in this workspace (each would be one more binary linking libtorch); examples in docs are
     // checked by the unit and integration tests instead.
-    run_status(&mut cmd)?;
+    let tests = run_status(&mut cmd);
+    drop(cluster);
+    tests?;
     // The reproduction suite's smoke run, on the benchmark files when they are here (CI has ../shared).
     if args.is_empty() {
         if reproduce::data_available(&root) {

@@ -1,6 +1,7 @@
 mod cmd_data;
 mod cmd_divergence;
 mod cmd_model;
+mod cmd_slurm;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -43,9 +44,22 @@ enum Cmd {
         /// Trials run at the same time. CPU: the cores are split between them; CUDA: one trial per device.
         #[arg(long, short = 'j', default_value_t = 1)]
         jobs: usize,
-        /// Print the expanded trials and exit without training.
+        /// Print the expanded trials (with `--launcher slurm`: the sbatch script) and exit without training.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Where each trial of an experiment stands: done, failed (the reason), running or queued (with the Slurm
+    /// array task), pending; and the counts.
+    Status {
+        /// The experiment file.
+        experiment: PathBuf,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// `--set` overrides, as given to `dalab run`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// Result tables (Markdown + CSV) and accuracy curves (PNG) of an experiment.
     Report {
@@ -128,6 +142,15 @@ enum Cmd {
         method: String,
     },
     /// Internal: run one trial (JSON on stdin); started by `dalab run`.
+    /// One Slurm array task: the trials of a task file, one after another, as a local run runs them.
+    #[command(name = "__slurm-task", hide = true)]
+    SlurmTask {
+        #[arg(long)]
+        runs_dir: PathBuf,
+        #[arg(long)]
+        threads: usize,
+        file: PathBuf,
+    },
     #[command(name = "__trial", hide = true)]
     Trial {
         #[arg(long)]
@@ -141,8 +164,97 @@ enum Cmd {
     },
 }
 
+/// `dalab run`'s launcher flags (each overrides the experiment's `launcher:` key).
+#[derive(clap::Args, Debug, Default)]
+struct SlurmArgs {
+    /// `local` (child processes, `--jobs`) or `slurm` (a job array; docs/configuration.md, "Running on a cluster").
+    #[arg(long, value_name = "local|slurm")]
+    launcher: Option<String>,
+    /// Slurm partition.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Time limit of each array task (Slurm's format, e.g. 2:00:00).
+    #[arg(long)]
+    time: Option<String>,
+    /// Memory of each array task (e.g. 4G).
+    #[arg(long)]
+    mem: Option<String>,
+    /// CPUs of each array task (the trial's threads).
+    #[arg(long)]
+    cpus_per_trial: Option<usize>,
+    /// GPUs of each array task.
+    #[arg(long)]
+    gpus_per_trial: Option<usize>,
+    /// Array tasks running at once (the `%K` throttle).
+    #[arg(long)]
+    max_parallel: Option<usize>,
+    /// Trials each array task runs one after another.
+    #[arg(long)]
+    trials_per_task: Option<usize>,
+    /// One more `#SBATCH` option, verbatim (repeatable), e.g. `--sbatch-arg=--account=abc`.
+    #[arg(long = "sbatch-arg", value_name = "OPTION", allow_hyphen_values = true)]
+    sbatch_args: Vec<String>,
+}
+
+impl SlurmArgs {
+    /// The launcher: the experiment's, with these flags over it; an error for a Slurm flag without Slurm.
+    fn launcher(&self, exp: &dalab_runner::Experiment) -> Result<dalab_runner::slurm::Launcher> {
+        use dalab_runner::slurm::{Launcher, SlurmConfig};
+        let from_file = exp.base().launcher.clone();
+        let kind = match self.launcher.as_deref() {
+            None => from_file,
+            Some("local") => Launcher::Local,
+            Some("slurm") => match from_file {
+                Launcher::Slurm(c) => Launcher::Slurm(c),
+                Launcher::Local => Launcher::Slurm(SlurmConfig::default()),
+            },
+            Some(other) => anyhow::bail!("--launcher: `{other}` is not a launcher (local, slurm)"),
+        };
+        let any_slurm_flag = self.partition.is_some()
+            || self.time.is_some()
+            || self.mem.is_some()
+            || self.cpus_per_trial.is_some()
+            || self.gpus_per_trial.is_some()
+            || self.max_parallel.is_some()
+            || self.trials_per_task.is_some()
+            || !self.sbatch_args.is_empty();
+        match kind {
+            Launcher::Local if any_slurm_flag => {
+                anyhow::bail!("--partition, --time, --mem, …: Slurm options need `--launcher slurm`")
+            }
+            Launcher::Local => Ok(Launcher::Local),
+            Launcher::Slurm(mut c) => {
+                if let Some(v) = &self.partition {
+                    c.partition = Some(v.clone());
+                }
+                if let Some(v) = &self.time {
+                    c.time = Some(v.clone());
+                }
+                if let Some(v) = &self.mem {
+                    c.mem = Some(v.clone());
+                }
+                if let Some(v) = self.cpus_per_trial {
+                    c.cpus_per_trial = v;
+                }
+                if let Some(v) = self.gpus_per_trial {
+                    c.gpus_per_trial = v;
+                }
+                if self.max_parallel.is_some() {
+                    c.max_parallel = self.max_parallel;
+                }
+                if self.trials_per_task.is_some() {
+                    c.trials_per_task = self.trials_per_task;
+                }
+                c.sbatch_args.extend(self.sbatch_args.iter().cloned());
+                c.validate().map_err(|e| anyhow::anyhow!("launcher.{e}"))?;
+                Ok(Launcher::Slurm(c))
+            }
+        }
+    }
+}
+
 /// Exit codes: 0 success, 1 a trial failed or a runtime error, 2 a bad command line or experiment file.
-enum Failure {
+pub(crate) enum Failure {
     Usage(anyhow::Error),
     Runtime(anyhow::Error),
     Code(u8),
@@ -188,7 +300,7 @@ fn usage<E: Into<anyhow::Error>>(e: E) -> Failure {
     Failure::Usage(e.into())
 }
 
-fn runtime<E: Into<anyhow::Error>>(e: E) -> Failure {
+pub(crate) fn runtime<E: Into<anyhow::Error>>(e: E) -> Failure {
     Failure::Runtime(e.into())
 }
 
@@ -207,12 +319,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::ShowConfig { method } => show_config(&method).map_err(usage),
-        Cmd::Run { experiment, runs_dir, mut sets, overrides, jobs, dry_run } => {
+        Cmd::Run { experiment, runs_dir, mut sets, overrides, jobs, dry_run, slurm } => {
             let reg = registry();
             sets.extend(overrides);
             let exp = dalab_runner::load_experiment(&experiment, &sets, &reg).map_err(usage)?;
-            run_experiment(&exp, &runs_dir, &data, jobs, dry_run)
+            match slurm.launcher(&exp).map_err(usage)? {
+                dalab_runner::slurm::Launcher::Local => run_experiment(&exp, &runs_dir, &data, jobs, dry_run),
+                dalab_runner::slurm::Launcher::Slurm(c) => {
+                    cmd_slurm::submit(&exp, &c, &runs_dir, &data, dry_run).map_err(runtime)
+                }
+            }
         }
+        Cmd::Status { experiment, runs_dir, sets } => {
+            let exp = dalab_runner::load_experiment(&experiment, &sets, &registry()).map_err(usage)?;
+            cmd_slurm::status(&exp, &runs_dir).map_err(runtime)
+        }
+        Cmd::SlurmTask { runs_dir, threads, file } => cmd_slurm::task(&runs_dir, &data, threads, &file),
         Cmd::Report {
             source,
             runs_dir,
@@ -310,14 +432,14 @@ fn trial_child(
 }
 
 /// Progress: bars on a terminal, one line per trial otherwise.
-struct Progress {
+pub(crate) struct Progress {
     bars: Option<(indicatif::MultiProgress, indicatif::ProgressBar, Vec<Option<indicatif::ProgressBar>>)>,
     total: usize,
     done: usize,
 }
 
 impl Progress {
-    fn new(total: usize) -> Self {
+    pub(crate) fn new(total: usize) -> Self {
         let bars = std::io::stderr().is_terminal().then(|| {
             let mp = indicatif::MultiProgress::new();
             let overall = mp.add(indicatif::ProgressBar::new(total as u64));
@@ -342,7 +464,7 @@ impl Progress {
     }
 }
 
-fn describe(t: &Trial) -> String {
+pub(crate) fn describe(t: &Trial) -> String {
     let c = &t.config;
     format!("{} {}→{} seed {}", t.label(), c.source, c.target, c.seed)
 }

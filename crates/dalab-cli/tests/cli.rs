@@ -1555,3 +1555,141 @@ fn multi_source_tasks_train_multi_task_methods_and_resume_bit_for_bit() {
     };
     assert_eq!(unhashed(snapshot(&exp_b)), unhashed(want), "resumed trials: same results and metrics, bit for bit");
 }
+
+/// The Slurm tests run against a real one-node Slurm, which `cargo xtask test` starts (and says so with
+/// `DALAB_SLURM_TESTS=1` and `SLURM_CONF`); run alone without it, they say why and return.
+fn slurm_available() -> bool {
+    if std::env::var_os("DALAB_SLURM_TESTS").is_some() {
+        return true;
+    }
+    eprintln!("no Slurm for this test: `cargo xtask test` starts a one-node Slurm and runs it");
+    false
+}
+
+/// `dalab status` until no trial is queued or running (at most `secs` seconds); its last output.
+fn wait_for_slurm(dir: &Path, args: &[&str], secs: u64) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let mut a = vec!["status"];
+        a.extend_from_slice(args);
+        let out = dalab(&a, dir);
+        let (so, se) = text(&out);
+        assert!(out.status.success(), "{so}\n{se}");
+        let last = so.lines().last().unwrap_or("").to_string();
+        if last.contains(" 0 running, 0 queued") {
+            return so;
+        }
+        assert!(started.elapsed().as_secs() < secs, "the Slurm job did not finish in {secs} s:\n{so}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// The quickstart sweep (shortened) submitted as a Slurm job array gives the same report as a local `--jobs 1`
+/// run; `dalab status` follows it; resubmitting a finished sweep submits nothing.
+#[test]
+fn a_sweep_through_slurm_reports_like_a_local_run() {
+    if !slurm_available() {
+        return;
+    }
+    let sweep = repo().join("experiments/quickstart-sweep.yaml");
+    let sweep = sweep.to_str().unwrap();
+    let short = ["--set", "train.iterations=400"];
+    let local = tempfile::tempdir().unwrap();
+    let out = dalab(&[&["run", sweep, "--runs-dir", "runs", "--jobs", "1"][..], &short].concat(), local.path());
+    assert!(out.status.success(), "{:?}", text(&out));
+    let report = |dir: &Path| {
+        let out = dalab(&[&["report", sweep, "--runs-dir", "runs", "--no-plots"][..], &short].concat(), dir);
+        assert!(out.status.success(), "{:?}", text(&out));
+        std::fs::read_to_string(dir.join("runs/quickstart-sweep/report.md")).unwrap()
+    };
+    let want = report(local.path());
+
+    let s = tempfile::tempdir().unwrap();
+    let dry = dalab(
+        &[&["run", sweep, "--launcher", "slurm", "--max-parallel", "2", "--dry-run"][..], &short].concat(),
+        s.path(),
+    );
+    let (so, _) = text(&dry);
+    assert!(so.starts_with("would submit 9 trial(s)") && so.contains("#SBATCH --array=0-8%2"), "{so}");
+    assert!(!s.path().join("runs").exists(), "a dry run writes nothing");
+    let out = dalab(&[&["run", sweep, "--launcher", "slurm", "--max-parallel", "2"][..], &short].concat(), s.path());
+    let (so, se) = text(&out);
+    assert!(out.status.success() && so.starts_with("submitted Slurm job "), "{so}\n{se}");
+    let status = wait_for_slurm(s.path(), &[&[sweep, "--runs-dir", "runs"][..], &short].concat(), 600);
+    assert!(
+        status.ends_with("9 trial(s) of `quickstart-sweep`: 9 done, 0 running, 0 queued, 0 failed, 0 pending\n"),
+        "{status}"
+    );
+    assert_eq!(report(s.path()), want, "the Slurm sweep's report is the local run's");
+    assert_eq!(
+        snapshot(&s.path().join("runs/quickstart-sweep")),
+        snapshot(&local.path().join("runs/quickstart-sweep"))
+    );
+    let again = dalab(&[&["run", sweep, "--launcher", "slurm"][..], &short].concat(), s.path());
+    let (so, _) = text(&again);
+    assert!(so.starts_with("nothing to submit: 9 of 9 trial(s) of `quickstart-sweep` done"), "{so}");
+
+    // Clear errors: a partition that does not exist; no sbatch on PATH.
+    let bad = dalab(&[&["run", sweep, "--launcher", "slurm", "--partition", "nope"][..], &short].concat(), s.path());
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(text(&bad).1.trim(), "error: launcher.partition: partition `nope` does not exist (partitions: debug)");
+    let no_path = Command::new(env!("CARGO_BIN_EXE_dalab"))
+        .args([&["run", sweep, "--launcher", "slurm", "--set", "seeds=[7]"][..], &short].concat())
+        .env("PATH", "/nonexistent")
+        .current_dir(s.path())
+        .output()
+        .unwrap();
+    let err = text(&no_path).1;
+    assert!(
+        err.starts_with("error: `squeue` not found on PATH") || err.starts_with("error: `sbatch` not found on PATH"),
+        "{err}"
+    );
+}
+
+/// An array task cancelled with `scancel` mid-run loses its unfinished trials; resubmitting the experiment
+/// submits exactly those, and the finished sweep equals a local run's, nothing lost or run twice.
+#[test]
+fn a_cancelled_array_task_is_resubmitted_and_the_sweep_finishes() {
+    if !slurm_available() {
+        return;
+    }
+    let sweep = repo().join("experiments/quickstart-sweep.yaml");
+    let sweep = sweep.to_str().unwrap();
+    let sets = ["--set", "train.iterations=1500"];
+    let local = tempfile::tempdir().unwrap();
+    let out = dalab(&[&["run", sweep, "--runs-dir", "runs", "--jobs", "1"][..], &sets].concat(), local.path());
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let s = tempfile::tempdir().unwrap();
+    let submit =
+        &[&["run", sweep, "--launcher", "slurm", "--max-parallel", "1", "--trials-per-task", "3"][..], &sets].concat();
+    let out = dalab(submit, s.path());
+    let (so, _) = text(&out);
+    let job = so.strip_prefix("submitted Slurm job ").and_then(|r| r.split(':').next()).unwrap().to_string();
+    // Cancel array task 1 as soon as it runs (after task 0's three trials).
+    let task = format!("{job}_1");
+    let started = std::time::Instant::now();
+    loop {
+        let q = Command::new("squeue").args(["-h", "-r", "-o", "%i %T"]).output().unwrap();
+        if String::from_utf8_lossy(&q.stdout).lines().any(|l| l == format!("{task} RUNNING")) {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 600, "array task {task} never ran");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // inside its first trial
+    assert!(Command::new("scancel").arg(&task).status().unwrap().success());
+    let status_args = &[&[sweep, "--runs-dir", "runs"][..], &sets].concat();
+    let after = wait_for_slurm(s.path(), status_args, 600);
+    let done = after.lines().filter(|l| l.starts_with("done ")).count();
+    assert!((3..9).contains(&done), "task 1's trials are not all done after the cancel:\n{after}");
+    let out = dalab(submit, s.path());
+    let (so, _) = text(&out);
+    assert!(so.contains(&format!(": {} trial(s) of `quickstart-sweep`", 9 - done)), "only the missing trials:\n{so}");
+    let end = wait_for_slurm(s.path(), status_args, 600);
+    assert!(end.contains("9 done, 0 running, 0 queued, 0 failed, 0 pending"), "{end}");
+    assert_eq!(
+        snapshot(&s.path().join("runs/quickstart-sweep")),
+        snapshot(&local.path().join("runs/quickstart-sweep"))
+    );
+}

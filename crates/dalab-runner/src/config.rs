@@ -58,6 +58,10 @@ pub struct ExperimentConfig {
     /// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`.
     #[serde(default = "DeviceSpec::auto")]
     pub device: DeviceSpec,
+    /// Where the trials run: `{kind: local}` (default: child processes, `--jobs`) or `{kind: slurm, partition: …}`
+    /// (a Slurm job array; docs/configuration.md, "Running on a cluster"). Not part of any trial's config.
+    #[serde(default, skip_serializing_if = "crate::slurm::Launcher::is_local")]
+    pub launcher: crate::slurm::Launcher,
     /// A grid over dotted keys: `methods.dann.trade_off: [0.1, 1.0]`. Every combination is a sweep point.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sweep: BTreeMap<String, Vec<Value>>,
@@ -147,6 +151,9 @@ impl ExperimentConfig {
             ));
         }
         self.dataset.validate().map_err(|e| format!("dataset.{e}"))?;
+        if let crate::slurm::Launcher::Slurm(c) = &self.launcher {
+            c.validate().map_err(|e| format!("launcher.{e}"))?;
+        }
         match &self.tasks {
             Tasks::All => {}
             Tasks::List(l) if l.is_empty() => return Err("tasks: must list at least one task `source→target`".into()),

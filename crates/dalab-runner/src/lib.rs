@@ -8,6 +8,7 @@ pub mod exec;
 pub mod figures;
 pub mod report;
 pub mod selection;
+pub mod slurm;
 pub mod store;
 pub mod trial;
 mod yaml_index;
