@@ -16,10 +16,12 @@ pub fn submit(exp: &Experiment, cfg: &SlurmConfig, runs_dir: &Path, data: &Path,
     let (exe, runs, data) = (std::env::current_exe()?, absolute(runs_dir)?, absolute(data)?);
     let plan =
         SlurmPlan { exe: &exe, runs_dir: &runs, data_dir: &data, threads: exp.base().train.threads, config: cfg };
+    let submitted = slurm::submit(&trials, &plan, &exp.name, dry_run)?;
     if !dry_run {
+        // TensorBoard's HParams summary of the experiment, as a local run writes it.
         dalab_runner::exec::write_experiment_summary(exp, &trials, &runs)?;
     }
-    match slurm::submit(&trials, &plan, &exp.name, dry_run)? {
+    match submitted {
         (Submitted::Nothing { done, in_flight }, _) => {
             println!(
                 "nothing to submit: {done} of {} trial(s) of `{}` done, {in_flight} running or queued",

@@ -1633,6 +1633,14 @@ fn a_sweep_through_slurm_reports_like_a_local_run() {
     let bad = dalab(&[&["run", sweep, "--launcher", "slurm", "--partition", "nope"][..], &short].concat(), s.path());
     assert_eq!(bad.status.code(), Some(1));
     assert_eq!(text(&bad).1.trim(), "error: launcher.partition: partition `nope` does not exist (partitions: debug)");
+    let refused = dalab(
+        &[&["run", sweep, "--launcher", "slurm", "--time", "bogus", "--set", "seeds=[7]"][..], &short].concat(),
+        s.path(),
+    );
+    let err = text(&refused).1;
+    assert!(err.starts_with("error: the job was not submitted: sbatch failed (exit status: "), "{err}");
+    assert!(err.to_lowercase().contains("time"), "Slurm's own message: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     let no_path = Command::new(env!("CARGO_BIN_EXE_dalab"))
         .args([&["run", sweep, "--launcher", "slurm", "--set", "seeds=[7]"][..], &short].concat())
         .env("PATH", "/nonexistent")
@@ -1692,4 +1700,38 @@ fn a_cancelled_array_task_is_resubmitted_and_the_sweep_finishes() {
         snapshot(&s.path().join("runs/quickstart-sweep")),
         snapshot(&local.path().join("runs/quickstart-sweep"))
     );
+}
+
+/// `dalab status` on a local run: pending before, done after, a failure with its reason; and `--launcher slurm`
+/// into a runs directory that cannot be written is one line naming it (no Slurm needed for either).
+#[test]
+fn status_of_a_local_run_and_an_unwritable_runs_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A closed-form svm that finishes and a source-only that diverges (lr 1e30).
+    let yaml = "name: st\ntasks: [moons→moons-rotated]\nmethods: {svm: {}, source-only: {}}\n\
+                model: {backbone: {kind: mlp, hidden: [15], activation: relu}}\n\
+                optim: {lr: 1.0e30, momentum: 0.0}\nschedule: {kind: constant}\ntrain: {iterations: 50, threads: 1}\n";
+    std::fs::write(tmp.path().join("st.yaml"), yaml).unwrap();
+    let status = || {
+        let out = dalab(&["status", "st.yaml", "--runs-dir", "runs"], tmp.path());
+        assert!(out.status.success(), "{:?}", text(&out));
+        text(&out).0
+    };
+    assert!(status().ends_with("2 trial(s) of `st`: 0 done, 0 running, 0 queued, 0 failed, 2 pending\n"));
+    let _ = dalab(&["run", "st.yaml", "--runs-dir", "runs"], tmp.path());
+    let s = status();
+    assert!(s.ends_with("2 trial(s) of `st`: 1 done, 0 running, 0 queued, 1 failed, 0 pending\n"), "{s}");
+    let failed = s.lines().find(|l| l.starts_with("failed ")).unwrap();
+    assert!(failed.contains("source-only_moons-moons-rotated_s0_") && failed.contains("loss at step"), "{failed}");
+
+    std::fs::write(tmp.path().join("file"), "").unwrap();
+    let out = dalab(&["run", "st.yaml", "--launcher", "slurm", "--runs-dir", "file/runs"], tmp.path());
+    let err = text(&out).1;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.starts_with("error: the runs directory is not writable: cannot create ")
+            && err.contains("file/runs/st/.slurm"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

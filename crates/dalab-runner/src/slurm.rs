@@ -329,6 +329,12 @@ pub fn submit(
     dry_run: bool,
 ) -> Result<(Submitted, Option<String>)> {
     plan.config.validate().map_err(|e| Error::Other(format!("launcher.{e}")))?;
+    let base = slurm_dir(plan.runs_dir, experiment);
+    if !dry_run {
+        std::fs::create_dir_all(&base).map_err(|e| {
+            Error::Other(format!("the runs directory is not writable: cannot create {}: {e}", base.display()))
+        })?;
+    }
     if let Some(p) = &plan.config.partition {
         let names = slurm("sinfo", &["-h", "-o", "%R"])?;
         let names: Vec<&str> = names.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
@@ -345,7 +351,6 @@ pub fn submit(
     }
     let per = plan.config.batch(todo.len());
     let groups: Vec<Vec<&Trial>> = todo.chunks(per).map(|c| c.to_vec()).collect();
-    let base = slurm_dir(plan.runs_dir, experiment);
     let stamp = format!(
         "{}-{}",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
