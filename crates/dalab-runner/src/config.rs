@@ -388,7 +388,7 @@ pub fn load_experiment(path: &Path, sets: &[String], registry: &Registry) -> Res
     if tree.get("extends").is_none() {
         let parsed: std::result::Result<ExperimentConfig, serde_saphyr::Error> =
             with_registry(registry, || from_yaml(&text));
-        parsed.map_err(|e| Error::Config(yaml_error_line(&text, &origin, &e)))?;
+        parsed.map_err(|e| Error::Config(located(&text, &origin, &e, registry)))?;
     }
     let mut tree = load_tree(path, 0, &mut Vec::new())?;
     build(&mut tree, &origin, sets, registry)
@@ -398,7 +398,7 @@ pub fn load_experiment(path: &Path, sets: &[String], registry: &Registry) -> Res
 pub fn parse_experiment(text: &str, origin: &str, sets: &[String], registry: &Registry) -> Result<Experiment> {
     let parsed: std::result::Result<ExperimentConfig, serde_saphyr::Error> =
         with_registry(registry, || from_yaml(text));
-    parsed.map_err(|e| Error::Config(yaml_error_line(text, origin, &e)))?;
+    parsed.map_err(|e| Error::Config(located(text, origin, &e, registry)))?;
     let mut tree = yaml_to_tree(text, origin)?;
     if tree.get("extends").is_some() {
         return Err(Error::Config(format!("{origin}: extends: only files can extend others")));
@@ -479,6 +479,34 @@ fn build(tree: &mut Value, origin: &str, sets: &[String], registry: &Registry) -
         .map(|(m, _)| (m.clone(), registry.get(m).map_or_else(Vec::new, |e| e.groups.to_vec())))
         .collect();
     Ok(Experiment { origin: origin.to_string(), name: base.name.clone(), tree: tree.clone(), points, groups })
+}
+
+/// [`yaml_error_line`], with the innermost key of an error inside a method's options. serde-saphyr reads those
+/// through the registry's buffer and places a type error in flow style (`dann: {trade_off: abc}`) at the options'
+/// mapping: the typed parse of the same tree names the key (`methods.dann.trade_off`), and the text's index gives
+/// the position of its value.
+fn located(text: &str, origin: &str, e: &serde_saphyr::Error, registry: &Registry) -> String {
+    let line = yaml_error_line(text, origin, e);
+    let deeper = || -> Option<String> {
+        let rest = line.strip_prefix(origin)?.strip_prefix(':')?;
+        let mut parts = rest.splitn(3, ": ");
+        let (_, path, msg) = (parts.next()?, parts.next()?, parts.next()?);
+        let method = path.strip_prefix("methods.")?;
+        if method.contains(['.', '[']) || msg.starts_with("unknown field") {
+            return None;
+        }
+        let tree = yaml_to_tree(text, origin).ok()?;
+        let typed_error = typed(&tree, registry).err()?;
+        let inner = typed_error.split(": ").next()?;
+        if !inner.starts_with(&format!("{path}.")) {
+            return None;
+        }
+        let nodes = crate::yaml_index::index(text);
+        let n =
+            nodes.iter().find(|n| n.path == inner && !n.is_key).or_else(|| nodes.iter().find(|n| n.path == inner))?;
+        Some(format!("{origin}:{}:{}: {inner}: {msg}", n.line, n.col))
+    };
+    deeper().unwrap_or(line)
 }
 
 /// Turns a serde-saphyr error into one line: `file:line:col: key.path: message`.
