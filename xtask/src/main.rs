@@ -12,6 +12,7 @@
 //!   experiments/selection/ (`dalab report --selection`), into docs/results/selection-<table>.md.
 
 mod bench_metrics;
+mod python;
 mod reproduce;
 mod slurm;
 
@@ -394,6 +395,10 @@ fn test(args: &[String]) -> Result<()> {
     let tests = run_status(&mut cmd);
     drop(cluster);
     tests?;
+    // The Python package: its wheel built, installed into a virtual environment and tested with pytest.
+    if args.is_empty() {
+        python::test(&root)?;
+    }
     // The reproduction suite's smoke run, on the benchmark files when they are here (CI has ../shared).
     if args.is_empty() {
         if reproduce::data_available(&root) {
