@@ -681,10 +681,14 @@ fn train_inner(
             )));
         }
     }
-    let domain_sets: Vec<(String, DomainInputs, Tensor)> = domain_rows
-        .iter()
-        .map(|(name, rows)| (name.clone(), train_src.0.subset(rows), pick(&train_src.1, rows)))
-        .collect();
+    // (One source domain is the whole training source: shared, not copied.)
+    let domain_sets: Vec<(String, DomainInputs, Tensor)> = match domain_rows.as_slice() {
+        [(name, _)] => vec![(name.clone(), train_src.0.share(), train_src.1.shallow_clone())],
+        _ => domain_rows
+            .iter()
+            .map(|(name, rows)| (name.clone(), train_src.0.subset(rows), pick(&train_src.1, rows)))
+            .collect(),
+    };
     let src_stream_inputs = train_src.0.share();
     let tgt_stream_inputs = xt.share();
     let eval_set = EvalSet {
