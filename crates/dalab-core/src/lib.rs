@@ -22,6 +22,6 @@ pub use dalab_classic::{checks, method_config};
 pub use error::{Error, Result};
 pub use method::{
     BackboneBuilder, BuildEnv, FeatureExtractor, Group, LabelledTarget, Method, MethodFactory, Optimizers, Scalars,
-    Setting, SourceBatch, Stage, StageBatch, StageData, TASK_STAGES, TargetBatch, Validate, needs_target_labels,
+    Setting, SourceBatch, Stage, StageBatch, StageData, TASK_STAGES, TargetBatch, Validate, labels_not_granted,
 };
 pub use registry::Registry;

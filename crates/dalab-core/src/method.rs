@@ -125,7 +125,7 @@ pub struct LabelledTarget {
 
 /// The error of a method that learns from target labels when it is stepped without them: such a method lists
 /// only the settings that grant them ([`MethodFactory::SETTINGS`]), so the trainer never does this.
-pub fn needs_target_labels(method: &str, ctx: &StepCtx) -> Error {
+pub fn labels_not_granted(method: &str, ctx: &StepCtx) -> Error {
     Error::Other(format!(
         "stage `{}`: {method} learns from the target's labels: it needs `setting: supervised` or `semi_supervised`",
         ctx.stage

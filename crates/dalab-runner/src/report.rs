@@ -114,6 +114,15 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// In points: `mean ± std` over its values, or the value alone when there is one.
+    pub fn text(&self) -> String {
+        if self.values.len() > 1 {
+            format!("{:.1} ± {:.1}", 100.0 * self.mean(), 100.0 * self.std())
+        } else {
+            format!("{:.1}", 100.0 * self.mean())
+        }
+    }
+
     pub fn mean(&self) -> f64 {
         self.values.iter().sum::<f64>() / self.values.len() as f64
     }
@@ -397,8 +406,7 @@ impl Table {
     fn cell_text(&self, row: &str, task: &str) -> String {
         match self.cells.get(&(row.to_string(), task.to_string())) {
             None => "–".into(),
-            Some(c) if c.values.len() == 1 => format!("{:.1}", 100.0 * c.mean()),
-            Some(c) => format!("{:.1} ± {:.1}", 100.0 * c.mean(), 100.0 * c.std()),
+            Some(c) => c.text(),
         }
     }
 
@@ -761,6 +769,11 @@ pub fn transfer_measures(curve: &[(usize, f64)]) -> Option<(f64, f64, f64)> {
     Some((first.1, early.iter().sum::<f64>() / early.len() as f64, last.1))
 }
 
+/// Accuracies over seeds in points: `mean ± std`, or the value alone for one seed.
+fn points(v: &[f64]) -> String {
+    Cell { values: v.to_vec(), keys: vec![] }.text()
+}
+
 /// `dalab report --transfer-measures`: per row and task the three measures of [`transfer_measures`] on each trial's
 /// evaluations of its last stage (where a method has several: the learning curve of the transferred model), mean ±
 /// std over seeds, in points.
@@ -799,17 +812,7 @@ pub fn transfer_measures_markdown(table: &Table) -> Result<String> {
             cells.push(if m[0].is_empty() {
                 "–".to_string()
             } else {
-                m.iter()
-                    .map(|v| {
-                        let c = Cell { values: v.clone(), keys: vec![] };
-                        if v.len() > 1 {
-                            format!("{:.1} ± {:.1}", 100.0 * c.mean(), 100.0 * c.std())
-                        } else {
-                            format!("{:.1}", 100.0 * c.mean())
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" / ")
+                m.iter().map(|v| points(v)).collect::<Vec<_>>().join(" / ")
             });
         }
         s.push_str(&format!("| {row} | {} |\n", cells.join(" | ")));
@@ -850,14 +853,6 @@ pub fn per_task_markdown(table: &Table) -> Result<String> {
             "training data"
         }
     );
-    let fmt = |v: &[f64]| {
-        let c = Cell { values: v.to_vec(), keys: vec![] };
-        if v.len() > 1 {
-            format!("{:.1} ± {:.1}", 100.0 * c.mean(), 100.0 * c.std())
-        } else {
-            format!("{:.1}", 100.0 * c.mean())
-        }
-    };
     for task in &table.tasks {
         let Some((src, tgt)) = crate::config::split_task(task) else { continue };
         let sources: Vec<&str> = src.split('+').map(str::trim).collect();
@@ -919,9 +914,9 @@ pub fn per_task_markdown(table: &Table) -> Result<String> {
                 let cells: Vec<String> = accs
                     .iter()
                     .enumerate()
-                    .map(|(j, v)| if v.is_empty() || (sequence && j > si) { "–".to_string() } else { fmt(v) })
+                    .map(|(j, v)| if v.is_empty() || (sequence && j > si) { "–".to_string() } else { points(v) })
                     .collect();
-                let f = if si + 1 == n && !forgetting.is_empty() { fmt(&forgetting) } else { String::new() };
+                let f = if si + 1 == n && !forgetting.is_empty() { points(&forgetting) } else { String::new() };
                 let stage = if sequence { format!("{stage} ({})", names[si]) } else { stage.clone() };
                 s.push_str(&format!("| {row} | {stage} | {} | {f} |\n", cells.join(" | ")));
             }
@@ -1008,11 +1003,7 @@ pub fn plot_sweep(
                     Some((_, v)) => {
                         let c = Cell { values: v.clone(), keys: vec![] };
                         pts.push((*x, 100.0 * c.mean(), 100.0 * c.std()));
-                        if v.len() > 1 {
-                            format!("{:.1} ± {:.1}", 100.0 * c.mean(), 100.0 * c.std())
-                        } else {
-                            format!("{:.1}", 100.0 * c.mean())
-                        }
+                        c.text()
                     }
                     None => "–".into(),
                 })

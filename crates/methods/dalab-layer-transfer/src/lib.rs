@@ -159,7 +159,7 @@ impl Method for Model {
     }
 
     fn train_step(&mut self, _batch: StageBatch<'_>, ctx: &StepCtx, _opt: &mut dyn Optimizers) -> Result<Scalars> {
-        Err(dalab_core::needs_target_labels("layer-transfer", ctx))
+        Err(dalab_core::labels_not_granted("layer-transfer", ctx))
     }
 
     fn train_step_labelled(

@@ -265,7 +265,7 @@ impl Method for Model {
     }
 
     fn train_step(&mut self, _batch: StageBatch<'_>, ctx: &StepCtx, _opt: &mut dyn Optimizers) -> Result<Scalars> {
-        Err(dalab_core::needs_target_labels("mtl", ctx))
+        Err(dalab_core::labels_not_granted("mtl", ctx))
     }
 
     fn train_step_labelled(
@@ -370,10 +370,10 @@ mod tests {
     }
 
     /// The two-task data: source 0 is the synthetic shift's source (easy), the target its target with labels
-    /// `target_y`.
-    fn data(target_y: Option<Tensor>) -> (SourceBatch, LabelledTarget) {
+    /// `labelled_y` (the labels the setting grants).
+    fn data(labelled_y: Option<Tensor>) -> (SourceBatch, LabelledTarget) {
         let (xs, ys, xt) = dalab_conformance::synthetic_shift(60, 1);
-        let yt = target_y.unwrap_or_else(|| ys.shallow_clone());
+        let yt = labelled_y.unwrap_or_else(|| ys.shallow_clone());
         (SourceBatch { x: xs, y: ys }, LabelledTarget { x: xt, y: yt })
     }
 
@@ -389,9 +389,9 @@ mod tests {
         vs: &nn::VarStore,
         st: &mut dalab_train::Stepper,
         steps: usize,
-        target_y: Option<Tensor>,
+        labelled_y: Option<Tensor>,
     ) -> Scalars {
-        let (s, l) = data(target_y);
+        let (s, l) = data(labelled_y);
         let stage = m.stages().remove(0);
         m.begin_stage(&stage, vs).unwrap();
         let mut out = Vec::new();

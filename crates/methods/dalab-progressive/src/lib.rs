@@ -208,7 +208,7 @@ impl Method for Model {
     }
 
     fn train_step(&mut self, _batch: StageBatch<'_>, ctx: &StepCtx, _opt: &mut dyn Optimizers) -> Result<Scalars> {
-        Err(dalab_core::needs_target_labels("progressive", ctx))
+        Err(dalab_core::labels_not_granted("progressive", ctx))
     }
 
     fn train_step_labelled(

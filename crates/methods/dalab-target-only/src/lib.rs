@@ -27,7 +27,7 @@ struct Model(HeadNet);
 
 impl Method for Model {
     fn training_loss(&mut self, _batch: &DaBatch, ctx: &StepCtx) -> Result<StepOutput> {
-        Err(dalab_core::needs_target_labels("target-only", ctx))
+        Err(dalab_core::labels_not_granted("target-only", ctx))
     }
 
     fn train_step_labelled(
