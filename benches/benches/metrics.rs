@@ -1,7 +1,7 @@
 //! Benchmarks of `dalab-metrics` at the shapes of `../shared/peers/numpy_divergence_bench.py`:
 //! n ∈ {500, 2000} rows per domain, d ∈ {256, 2048}, source ~ N(0, 1), target ~ N(0.1, 1.1²), plus one GEMM of
 //! the shape of the pairwise-distance product ((2n × d) · (d × 2n), f32 as the peer) by the kernel of the MMD's f32
-//! Gram tiles (`dalab_metrics::gemm`: dalab's AVX-512F kernel where the CPU has it, else matrixmultiply).
+//! Gram tiles (`dalab_metrics::gemm`: faer's product; `DALAB_GEMM=matrixmultiply` for ndarray's).
 //!
 //! Modes (environment variables):
 //! - none: criterion (`cargo bench -p dalab-benches --bench metrics`), small sample counts;
@@ -16,7 +16,7 @@
 use criterion::{Criterion, criterion_group};
 use dalab_metrics::adist::{ADistanceSettings, proxy_a_distance};
 use dalab_metrics::coral::coral_distance;
-use dalab_metrics::gemm::{kernel_name, matmul_nt_into};
+use dalab_metrics::gemm::{kernel, kernel_name, matmul_nt_into};
 use dalab_metrics::mmd::{Estimator, MmdSettings, Precision, mmd2};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
@@ -68,8 +68,8 @@ fn run_metric(name: &str, xs: &Array2<f64>, xt: &Array2<f64>, gemm: &mut Option<
 }
 
 /// `Z Zᵀ` for the pooled f32 sample, full square (no symmetry saving), through `dalab_metrics::gemm::matmul_nt_into`:
-/// the kernel the MMD's f32 Gram tiles use (on CPUs with AVX-512F dalab's packed 14×32 kernel, elsewhere
-/// matrixmultiply; `dalab_metrics::gemm::kernel_name()` says which), row blocks on the rayon pool, packing included.
+/// the kernel the MMD's f32 Gram tiles use (`DALAB_GEMM` chooses it, `dalab_metrics::gemm::kernel_name()` says
+/// which), row blocks on the rayon pool, packing included.
 struct GemmCase {
     z: Array2<f32>,
     out: Array2<f32>,
@@ -112,9 +112,7 @@ fn selected_metrics() -> Vec<String> {
 fn medians_mode() {
     let reps: usize = std::env::var("DALAB_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
     let threads = rayon::current_num_threads();
-    if selected_metrics().iter().any(|m| m == "gemm") {
-        eprintln!("gemm kernel: {}", kernel_name());
-    }
+    eprintln!("product kernel: {}", kernel_name());
     for (n, d) in selected_shapes() {
         let (xs, xt) = data(n, d);
         let mut gemm = None;
@@ -130,7 +128,10 @@ fn medians_mode() {
             }
             times.sort_by(f64::total_cmp);
             let med = times[times.len() / 2];
-            println!("metric={m} n={n} d={d} threads={threads} seconds={med:.5} value={value:.6}");
+            println!(
+                "metric={m} n={n} d={d} threads={threads} seconds={med:.5} value={value:.6} kernel={}",
+                kernel().name()
+            );
         }
     }
 }

@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! cargo xtask bench-metrics [--n 500,2000] [--d 256,2048] [--threads 1,2] [--reps 5] [--metrics a,b]
-//!                           [--no-peer] [--peer-cold] [--large N]
+//!                           [--no-peer] [--peer-cold] [--large N] [--kernels auto,faer,matrixmultiply]
 //! ```
+//! - `--kernels`: the dalab side once per product kernel (`DALAB_GEMM`, see `dalab_metrics::gemm::Kernel`), each row
+//!   of the table naming its kernel, with its time relative to the first kernel listed (default: `auto` only).
 //! - `reps` repetitions (default 5), each running, for every thread count t, first dalab then the peer, so that load
 //!   changes on a shared machine hit both alike; the medians over the repetitions are compared.
 //! - dalab: `cargo bench -p dalab-benches --bench metrics` in its medians mode (`DALAB_BENCH_MEDIANS=1`,
@@ -27,6 +29,12 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The values of `DALAB_GEMM` (`dalab_metrics::gemm::Kernel`; xtask does not link dalab-metrics).
+const KERNELS: [&str; 3] = ["auto", "faer", "matrixmultiply"];
+
+/// The kernel column of the peer's records.
+const PEER: &str = "peer";
+
 const PEER_METRICS: [&str; 4] = ["mmd2_biased", "mmd2_linear", "coral", "a_distance"];
 
 struct Opts {
@@ -38,6 +46,7 @@ struct Opts {
     peer: bool,
     peer_warm: bool,
     large: Option<usize>,
+    kernels: Vec<String>,
 }
 
 fn parse_list(flag: &str, v: Option<&String>) -> Result<Vec<usize>, String> {
@@ -58,6 +67,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         peer: true,
         peer_warm: true,
         large: None,
+        kernels: vec!["auto".into()],
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -70,13 +80,24 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--no-peer" => o.peer = false,
             "--peer-cold" => o.peer_warm = false,
             "--large" => o.large = parse_list(a, it.next())?.first().copied(),
+            "--kernels" => {
+                let v = it.next().ok_or("--kernels needs a value")?;
+                o.kernels = v.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
+                if let Some(k) = o.kernels.iter().find(|k| !KERNELS.contains(&k.as_str())) {
+                    return Err(format!("--kernels: unknown kernel `{k}` (expected {})", KERNELS.join(", ")));
+                }
+            }
             "-h" | "--help" => {
                 return Err("usage: cargo xtask bench-metrics [--n 500,2000] [--d 256,2048] [--threads 1,2] \
-                            [--reps 5] [--metrics mmd2_biased,...] [--no-peer] [--peer-cold] [--large 50000]"
+                            [--reps 5] [--metrics mmd2_biased,...] [--no-peer] [--peer-cold] [--large 50000] \
+                            [--kernels auto,faer,matrixmultiply]"
                     .into());
             }
             other => return Err(format!("bench-metrics: unknown argument `{other}`")),
         }
+    }
+    if o.kernels.is_empty() {
+        return Err("bench-metrics: --kernels needs at least one kernel".into());
     }
     if o.n.is_empty() || o.d.is_empty() || o.threads.is_empty() || o.threads.contains(&0) {
         return Err("bench-metrics: --n, --d and --threads need positive values".into());
@@ -96,15 +117,15 @@ fn fields(line: &str) -> BTreeMap<String, String> {
     line.split_whitespace().filter_map(|f| f.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect()
 }
 
-type Key = (String, usize, usize, usize); // metric, n, d, threads
+type Key = (String, String, usize, usize, usize); // metric, kernel ("peer" for the peer), n, d, threads
 
-fn record(out: &mut BTreeMap<Key, Vec<f64>>, line: &str, threads: usize) {
+fn record(out: &mut BTreeMap<Key, Vec<f64>>, line: &str, kernel: &str, threads: usize) {
     let f = fields(line);
     let (Some(m), Some(n), Some(d), Some(s)) = (f.get("metric"), f.get("n"), f.get("d"), f.get("seconds")) else {
         return;
     };
     if let (Ok(n), Ok(d), Ok(s)) = (n.parse(), d.parse(), s.parse()) {
-        out.entry((m.clone(), n, d, threads)).or_default().push(s);
+        out.entry((m.clone(), kernel.to_string(), n, d, threads)).or_default().push(s);
     }
 }
 
@@ -161,8 +182,9 @@ fn join(v: &[usize]) -> String {
     v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// One medians-mode run of the dalab bench (a warm-up and one timed run per case) at `t` threads.
-fn dalab_run(o: &Opts, t: usize, out: &mut BTreeMap<Key, Vec<f64>>) -> Result<(), String> {
+/// One medians-mode run of the dalab bench (a warm-up and one timed run per case) at `t` threads, with the product
+/// kernel `kernel`.
+fn dalab_run(o: &Opts, kernel: &str, t: usize, out: &mut BTreeMap<Key, Vec<f64>>) -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let shapes: Vec<String> = o.n.iter().flat_map(|n| o.d.iter().map(move |d| format!("{n}x{d}"))).collect();
     let mut cmd = Command::new(&cargo);
@@ -171,13 +193,18 @@ fn dalab_run(o: &Opts, t: usize, out: &mut BTreeMap<Key, Vec<f64>>) -> Result<()
         .env("DALAB_BENCH_MEDIANS", "1")
         .env("DALAB_BENCH_REPS", "1")
         .env("DALAB_BENCH_SHAPES", shapes.join(","))
-        .env("RAYON_NUM_THREADS", t.to_string());
+        .env("RAYON_NUM_THREADS", t.to_string())
+        .env("DALAB_GEMM", kernel);
     if let Some(m) = &o.metrics {
         cmd.env("DALAB_BENCH_METRICS", m);
     }
     let text = run_output(&mut cmd, "cargo bench -p dalab-benches --bench metrics")?;
     for line in text.lines().filter(|l| l.starts_with("metric=")) {
-        record(out, line, t);
+        let ran = fields(line).get("kernel").cloned().unwrap_or_default();
+        if kernel != "auto" && ran != kernel {
+            return Err(format!("bench-metrics: asked for kernel {kernel}, the bench ran {ran} (not on this CPU?)"));
+        }
+        record(out, line, kernel, t);
     }
     Ok(())
 }
@@ -228,13 +255,13 @@ fn peer_run(o: &Opts, python: &Path, script: &Path, t: usize, out: &mut BTreeMap
     cmd.args(["-c", &runner]).envs(env_threads);
     let text = run_output(&mut cmd, "numpy_divergence_bench.py")?;
     for line in text.lines().filter(|l| l.starts_with("metric=")) {
-        record(out, line, t);
+        record(out, line, PEER, t);
     }
     let mut cmd = Command::new(python);
     cmd.args(["-c", GEMM_SNIPPET, "1", &join(&o.n), &join(&o.d)]).envs(env_threads);
     let text = run_output(&mut cmd, "numpy GEMM")?;
     for line in text.lines().filter(|l| l.starts_with("metric=")) {
-        record(out, line, t);
+        record(out, line, PEER, t);
     }
     Ok(())
 }
@@ -250,16 +277,33 @@ pub fn run(args: &[String]) -> Result<(), String> {
     for rep in 0..o.reps {
         for &t in &o.threads {
             eprintln!("bench-metrics: repetition {}/{}, {t} thread(s)", rep + 1, o.reps);
-            dalab_run(&o, t, &mut dalab)?;
+            for k in &o.kernels {
+                dalab_run(&o, k, t, &mut dalab)?;
+            }
             if let (Some(py), Some(sc)) = (&python, &script) {
                 peer_run(&o, py, sc, t, &mut peer)?;
             }
         }
     }
+    let get = |m: &str, k: &str, n: usize, d: usize, t: usize| {
+        let map = if k == PEER { &peer } else { &dalab };
+        map.get(&(m.to_string(), k.to_string(), n, d, t)).map(|v| median(v))
+    };
     println!("\nmedians in seconds ({} runs each); ratio = dalab / peer (< 1: dalab faster)", o.reps);
+    let first = o.kernels[0].as_str();
+    let several = o.kernels.len() > 1;
     println!(
-        "{:<12} {:>5} {:>5} {:>7} {:>10} {:>10} {:>8} {:>10}",
-        "metric", "n", "d", "threads", "dalab_s", "peer_s", "ratio", "peer/dalab"
+        "{:<12} {:<14} {:>5} {:>5} {:>7} {:>10} {:>10} {:>8} {:>10}{}",
+        "metric",
+        "kernel",
+        "n",
+        "d",
+        "threads",
+        "dalab_s",
+        "peer_s",
+        "ratio",
+        "peer/dalab",
+        if several { format!(" {:>9}", format!("/{first}")) } else { String::new() }
     );
     let mut metrics: Vec<String> = dalab.keys().map(|k| k.0.clone()).collect();
     metrics.dedup();
@@ -269,14 +313,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
         for &n in &o.n {
             for &d in &o.d {
                 for &t in &o.threads {
-                    let key = (m.clone(), n, d, t);
-                    let Some(ds) = dalab.get(&key).map(|v| median(v)) else { continue };
-                    let ps = peer.get(&key).map(|v| median(v));
-                    let (ps_s, r, inv) = match ps {
-                        Some(p) => (format!("{p:.4}"), format!("{:.3}", ds / p), format!("{:.2}x", p / ds)),
-                        None => ("-".into(), "-".into(), "-".into()),
-                    };
-                    println!("{m:<12} {n:>5} {d:>5} {t:>7} {ds:>10.4} {ps_s:>10} {r:>8} {inv:>10}");
+                    for k in &o.kernels {
+                        let Some(ds) = get(m, k, n, d, t) else { continue };
+                        let (ps_s, r, inv) = match get(m, PEER, n, d, t) {
+                            Some(p) => (format!("{p:.4}"), format!("{:.3}", ds / p), format!("{:.2}x", p / ds)),
+                            None => ("-".into(), "-".into(), "-".into()),
+                        };
+                        let rel = match (several, get(m, first, n, d, t)) {
+                            (true, Some(f)) => format!(" {:>9.3}", ds / f),
+                            (true, None) => format!(" {:>9}", "-"),
+                            (false, _) => String::new(),
+                        };
+                        println!("{m:<12} {k:<14} {n:>5} {d:>5} {t:>7} {ds:>10.4} {ps_s:>10} {r:>8} {inv:>10}{rel}");
+                    }
                 }
             }
         }
@@ -285,24 +334,24 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let (t1, tn) = (o.threads[0], o.threads[o.threads.len() - 1]);
         println!("\nparallel speed-up of dalab, {t1} -> {tn} threads (time at {t1} / time at {tn})");
         for m in &metrics {
-            for &n in &o.n {
-                for &d in &o.d {
-                    let a = dalab.get(&(m.clone(), n, d, t1)).map(|v| median(v));
-                    let b = dalab.get(&(m.clone(), n, d, tn)).map(|v| median(v));
-                    if let (Some(a), Some(b)) = (a, b) {
-                        println!("{m:<12} {n:>5} {d:>5} {:>8.2}x", a / b);
+            for k in &o.kernels {
+                for &n in &o.n {
+                    for &d in &o.d {
+                        if let (Some(a), Some(b)) = (get(m, k, n, d, t1), get(m, k, n, d, tn)) {
+                            println!("{m:<12} {k:<14} {n:>5} {d:>5} {:>8.2}x", a / b);
+                        }
                     }
                 }
             }
         }
-        println!("\nmmd2_biased / gemm of the same shape (dalab, both on the same thread count)");
-        for &n in &o.n {
-            for &d in &o.d {
-                for &t in &o.threads {
-                    let a = dalab.get(&("mmd2_biased".into(), n, d, t)).map(|v| median(v));
-                    let b = dalab.get(&("gemm".into(), n, d, t)).map(|v| median(v));
-                    if let (Some(a), Some(b)) = (a, b) {
-                        println!("n={n:<5} d={d:<5} threads={t}  {:.2}", a / b);
+        println!("\nmmd2_biased / gemm of the same shape (dalab, both on the same thread count and kernel)");
+        for k in &o.kernels {
+            for &n in &o.n {
+                for &d in &o.d {
+                    for &t in &o.threads {
+                        if let (Some(a), Some(b)) = (get("mmd2_biased", k, n, d, t), get("gemm", k, n, d, t)) {
+                            println!("{k:<14} n={n:<5} d={d:<5} threads={t}  {:.2}", a / b);
+                        }
                     }
                 }
             }

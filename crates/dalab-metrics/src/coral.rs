@@ -4,9 +4,9 @@
 //! `C = (X − 1μᵀ)ᵀ(X − 1μᵀ)/(n − 1)`. TLlib's `CorrelationAlignmentLoss` differs: it returns
 //! `‖μ_S − μ_T‖²/d + ‖C_S − C_T‖²_F/d²` (a mean term, and 1/d² instead of 1/(4d²)); see `docs/metrics.md`.
 
+use crate::centred::{self, Centred};
 use crate::error::{MetricsError, Result};
 use crate::gemm;
-use crate::gemm64::{self, Centred};
 use crate::linalg;
 use crate::validate::{check_pair, check_sample, invalid};
 use ndarray::{Array2, ArrayView2};
@@ -28,26 +28,25 @@ pub struct CoralResult {
 }
 
 /// Unbiased sample covariance `(X − 1μᵀ)ᵀ(X − 1μᵀ)/(n − 1)` (d×d). Needs ≥ 2 rows. Only the tiles on and above the
-/// diagonal are computed (by the f64 kernel of `gemm64` where the CPU has AVX-512F), then mirrored: the result is
-/// exactly symmetric.
+/// diagonal are computed (faer's products, `centred`), then mirrored: the result is exactly symmetric.
 pub fn covariance(x: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
     check_sample("sample", x, 2, "a covariance")?;
-    Ok(covariance_on(gemm64::detect(), x))
+    Ok(covariance_on(centred::detect(), x))
 }
 
 fn covariance_on(path: gemm::Path, x: ArrayView2<'_, f64>) -> Array2<f64> {
     let parts = [Centred { x, scale: 1.0 / (x.nrows() as f64 - 1.0) }];
-    gemm64::centred_gram(path, &parts)
+    centred::centred_gram(path, &parts)
 }
 
 /// CORAL distance `‖C_S − C_T‖²_F / (4 d²)`, computed block-wise over column tiles (no d×d matrix is kept; memory
-/// O((n_s + n_t) d) for the packed columns), tiles in parallel. Each tile of `C_S − C_T` comes out of one product
-/// over the stacked samples (`Σ_source x xᵀ/(n_s − 1) − Σ_target y yᵀ/(n_t − 1)` of the centred columns), only the
-/// tiles that reach the upper triangle are computed, and the squares of their entries are summed tile by tile in a
-/// fixed order (deterministic, independent of the thread count).
+/// O((n_s + n_t) d) for the centred copies, plus a strip of tiles per thread), strips in parallel. Each tile of
+/// `C_S − C_T` is `Σ_source x̃ x̃ᵀ/(n_s − 1) − Σ_target ỹ ỹᵀ/(n_t − 1)` of the centred columns (one product per
+/// sample, accumulated), only the tiles that reach the upper triangle are computed, and the squares of their entries
+/// are summed tile by tile in a fixed order (deterministic, independent of the thread count).
 pub fn coral_distance(xs: ArrayView2<'_, f64>, xt: ArrayView2<'_, f64>) -> Result<CoralResult> {
     check_pair(xs, xt, 2, "a covariance")?;
-    Ok(coral_distance_on(gemm64::detect(), xs, xt))
+    Ok(coral_distance_on(centred::detect(), xs, xt))
 }
 
 fn coral_distance_on(path: gemm::Path, xs: ArrayView2<'_, f64>, xt: ArrayView2<'_, f64>) -> CoralResult {
@@ -56,10 +55,10 @@ fn coral_distance_on(path: gemm::Path, xs: ArrayView2<'_, f64>, xt: ArrayView2<'
         Centred { x: xs.view(), scale: 1.0 / (ns as f64 - 1.0) },
         Centred { x: xt.view(), scale: -1.0 / (nt as f64 - 1.0) },
     ];
-    let tiles = gemm64::column_tiles(d);
+    let tiles = centred::column_tiles(d);
     let pairs = linalg::upper_pairs(tiles.len());
     let parts_sq =
-        gemm64::map_centred_gram_tiles(path, &parts, &tiles, &pairs, &|i, j, g| gemm64::symmetric_tile_sq(g, i == j));
+        centred::map_centred_gram_tiles(path, &parts, &tiles, &pairs, &|i, j, g| centred::symmetric_tile_sq(g, i == j));
     let frobenius_sq: f64 = parts_sq.iter().sum();
     CoralResult { coral: frobenius_sq / (4.0 * (d * d) as f64), frobenius_sq, dim: d, n_source: ns, n_target: nt }
 }
@@ -160,7 +159,7 @@ mod tests {
             let xs = Array2::from_shape_simple_fn((ns, d), || rng.random::<f64>() * 4.0 - 1.0);
             let xt = Array2::from_shape_simple_fn((nt, d), || rng.random::<f64>() * 3.0 + 5.0);
             let (cs, ct, f) = direct(xs.view(), xt.view());
-            for path in [gemm64::detect(), gemm::Path::Portable] {
+            for path in gemm::all_paths() {
                 let r = coral_distance_on(path, xs.view(), xt.view());
                 assert!((r.frobenius_sq - f).abs() <= 1e-12 * f, "{path:?} {ns}/{nt}x{d}: {} vs {f}", r.frobenius_sq);
                 for (got, want) in [(covariance_on(path, xs.view()), &cs), (covariance_on(path, xt.view()), &ct)] {

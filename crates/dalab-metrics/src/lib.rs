@@ -5,20 +5,19 @@
 //! - [`adist::proxy_a_distance`]: proxy A-distance `2(1 − 2ε)` from a linear SVM domain classifier;
 //! - [`coral::coral_distance`] and [`coral::CoralTransform`]: CORAL distance and alignment;
 //! - [`report`]: all of them for every pair of named domains, rendered as a table, CSV and JSON.
-//! - [`gemm`]: the f32 `A · Bᵀ` product behind `Precision::F32` (an AVX-512F kernel where the CPU has it).
+//! - [`gemm`]: the matrix products of the Gram and covariance tiles (faer's) and the f32 `A · Bᵀ` product.
 //!
 //! Every function validates its input and returns [`MetricsError`] naming the problem; results carry the
 //! settings that produced them. Formulas and defaults: `docs/metrics.md`.
 
 pub mod adist;
+mod centred;
 pub mod coral;
 pub mod error;
 pub mod gemm;
-mod gemm64;
 mod linalg;
 pub mod mmd;
 pub mod options;
-mod packed;
 pub mod report;
 pub mod validate;
 

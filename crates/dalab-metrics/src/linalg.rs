@@ -9,94 +9,13 @@ use rayon::prelude::*;
 use std::ops::Range;
 
 /// A float type the Gram products can run in (`f32` for speed, `f64` for reference accuracy).
-pub(crate) trait GemmScalar: LinalgScalar + Send + Sync + Into<f64> {
+pub(crate) trait GemmScalar: LinalgScalar + faer::traits::ComplexField + Send + Sync + Into<f64> {
     fn from_f64(v: f64) -> Self;
-
-    /// The tiles of [`map_gram_tiles_on`] by a faster kernel than `general_mat_mul`, where this type has one on
-    /// `path`; `None`: use `general_mat_mul`.
-    fn map_gram_tiles_fast<R, F>(
-        _path: gemm::Path,
-        _z: ArrayView2<'_, Self>,
-        _tiles: &[Range<usize>],
-        _pairs: &[(usize, usize)],
-        _diagonal: Diagonal,
-        _f: &F,
-    ) -> Option<Vec<R>>
-    where
-        R: Send,
-        F: Fn(usize, usize, ArrayView2<'_, Self>) -> R + Sync,
-    {
-        None
-    }
-
-    /// [`map_pooled_gram_tiles`] by a faster kernel, where this type has one on `path`.
-    fn map_pooled_gram_tiles_fast<R, F>(
-        _path: gemm::Path,
-        _pooled: &Pooled<'_>,
-        _tiles: &[Range<usize>],
-        _pairs: &[(usize, usize)],
-        _diagonal: Diagonal,
-        _f: &F,
-    ) -> Option<Vec<R>>
-    where
-        R: Send,
-        F: Fn(usize, usize, ArrayView2<'_, Self>, &[f64], &[f64]) -> R + Sync,
-    {
-        None
-    }
 }
 
 impl GemmScalar for f32 {
     fn from_f64(v: f64) -> Self {
         v as f32
-    }
-
-    /// The packed AVX-512F kernel of [`gemm`] when the CPU has it.
-    fn map_gram_tiles_fast<R, F>(
-        path: gemm::Path,
-        z: ArrayView2<'_, f32>,
-        tiles: &[Range<usize>],
-        pairs: &[(usize, usize)],
-        diagonal: Diagonal,
-        f: &F,
-    ) -> Option<Vec<R>>
-    where
-        R: Send,
-        F: Fn(usize, usize, ArrayView2<'_, f32>) -> R + Sync,
-    {
-        match path {
-            gemm::Path::Avx512(tok) => {
-                let rows = |r: usize| z.row(r);
-                let src = gemm::RowSource::f32(&rows, z.ncols());
-                let g = |i: usize, j: usize, g: ArrayView2<'_, f32>, _: &[f64], _: &[f64]| f(i, j, g);
-                Some(gemm::map_gram_tiles_packed(tok, &src, tiles, pairs, diagonal == Diagonal::Upper, &g))
-            }
-            gemm::Path::Portable => None,
-        }
-    }
-
-    /// The packed AVX-512F kernel, packing straight from the f64 parts (no pooled f32 copy; the norms come from the
-    /// same pass).
-    fn map_pooled_gram_tiles_fast<R, F>(
-        path: gemm::Path,
-        pooled: &Pooled<'_>,
-        tiles: &[Range<usize>],
-        pairs: &[(usize, usize)],
-        diagonal: Diagonal,
-        f: &F,
-    ) -> Option<Vec<R>>
-    where
-        R: Send,
-        F: Fn(usize, usize, ArrayView2<'_, f32>, &[f64], &[f64]) -> R + Sync,
-    {
-        match path {
-            gemm::Path::Avx512(tok) => {
-                let rows = |r: usize| pooled.row(r);
-                let src = gemm::RowSource { rows: &rows, k: pooled.ncols(), convert: |v: f64| v as f32 };
-                Some(gemm::map_gram_tiles_packed(tok, &src, tiles, pairs, diagonal == Diagonal::Upper, f))
-            }
-            gemm::Path::Portable => None,
-        }
     }
 }
 
@@ -186,6 +105,7 @@ impl<'a> Pooled<'a> {
         self.starts[self.starts.len() - 1]
     }
 
+    #[cfg(test)]
     pub(crate) fn ncols(&self) -> usize {
         self.ncols
     }
@@ -207,10 +127,8 @@ impl<'a> Pooled<'a> {
     }
 }
 
-/// [`map_gram_tiles`] over the pooled rows of `pooled` rounded to `T`, with `f(i, j, G, norms_i, norms_j)` also
-/// given the squared norms (f64) of the rounded rows of tiles `i` and `j`. With the packed f32 kernel the rows are
-/// packed straight from the f64 parts and the norms come from the same pass; otherwise the rows are first copied into
-/// one `T` matrix.
+/// [`map_gram_tiles`] over the pooled rows of `pooled` rounded to `T` (copied into one `T` matrix first), with
+/// `f(i, j, G, norms_i, norms_j)` also given the squared norms (f64) of the rounded rows of tiles `i` and `j`.
 pub(crate) fn map_pooled_gram_tiles<T, R, F>(
     pooled: &Pooled<'_>,
     tiles: &[Range<usize>],
@@ -240,9 +158,6 @@ where
     R: Send,
     F: Fn(usize, usize, ArrayView2<'_, T>, &[f64], &[f64]) -> R + Sync,
 {
-    if let Some(out) = T::map_pooled_gram_tiles_fast(path, pooled, tiles, pairs, diagonal, &f) {
-        return out;
-    }
     let z = pooled.to_matrix::<T>();
     let norms = row_sq_norms(z.view());
     map_gram_tiles_on(path, z.view(), tiles, pairs, diagonal, |i, j, g| {
@@ -260,9 +175,9 @@ pub(crate) enum Diagonal {
 }
 
 /// For each `(i, j)` in `pairs`, computes the tile `G = Z[tiles[i]] · Z[tiles[j]]ᵀ` and returns
-/// `f(i, j, G)`, in the order of `pairs`. Tiles run in parallel. For `f32` on a CPU with AVX-512F the products
-/// use the packed kernel of [`gemm`] (each row tile packed once), else `general_mat_mul`. Each entry of `G` is
-/// computed the same way whatever the thread count, so results are deterministic.
+/// `f(i, j, G)`, in the order of `pairs`. Strips of tiles run in parallel ([`map_strips`]), by the kernel of
+/// [`gemm::detect`]. Each entry of `G` is computed the same way whatever the thread count, so results are
+/// deterministic.
 pub(crate) fn map_gram_tiles<T, R, F>(
     z: ArrayView2<'_, T>,
     tiles: &[Range<usize>],
@@ -278,7 +193,8 @@ where
     map_gram_tiles_on(gemm::detect(), z, tiles, pairs, diagonal, f)
 }
 
-/// [`map_gram_tiles`] on a given path ([`gemm::Path::Portable`] forces `general_mat_mul`).
+/// [`map_gram_tiles`] on a given path ([`gemm::Path::Faer`] forces faer, [`gemm::Path::Portable`]
+/// `general_mat_mul`).
 pub(crate) fn map_gram_tiles_on<T, R, F>(
     path: gemm::Path,
     z: ArrayView2<'_, T>,
@@ -292,23 +208,119 @@ where
     R: Send,
     F: Fn(usize, usize, ArrayView2<'_, T>) -> R + Sync,
 {
-    if let Some(out) = T::map_gram_tiles_fast(path, z, tiles, pairs, diagonal, &f) {
-        return out;
+    let product = |rows: Range<usize>, cols: Range<usize>, upper: bool, out: ndarray::ArrayViewMut2<'_, T>| {
+        product_into(path, T::one(), z.slice(s![rows, ..]), z.slice(s![cols, ..]).t(), false, upper, out);
+    };
+    map_strips(tiles, pairs, diagonal == Diagonal::Upper, &product, &f)
+}
+
+/// `out = alpha · a · b` (`a`: h × k, `b`: k × w, any strides), or `out += alpha · a · b` when `accumulate`, by the
+/// kernel of `path`, on the calling thread: faer's sequential product or `general_mat_mul`. With `upper` (a square
+/// `out`) only the entries on and above its diagonal need be computed: faer then computes just those (its triangular
+/// product), `general_mat_mul` all.
+pub(crate) fn product_into<T: GemmScalar>(
+    path: gemm::Path,
+    alpha: T,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    accumulate: bool,
+    upper: bool,
+    mut out: ndarray::ArrayViewMut2<'_, T>,
+) {
+    assert_eq!((a.nrows(), b.ncols()), out.dim(), "product_into: output shape");
+    assert_eq!(a.ncols(), b.nrows(), "product_into: inner dimensions");
+    if out.is_empty() {
+        return;
     }
-    let edge = tiles.iter().map(|r| r.len()).max().unwrap_or(0);
-    pairs
-        .par_iter()
-        .map_init(
-            || Array2::<T>::zeros((edge, edge)),
-            |buf, &(i, j)| {
-                let (ri, rj) = (tiles[i].clone(), tiles[j].clone());
-                let (h, w) = (ri.len(), rj.len());
-                let mut g = buf.slice_mut(s![..h, ..w]);
-                general_mat_mul(T::one(), &z.slice(s![ri, ..]), &z.slice(s![rj, ..]).t(), T::zero(), &mut g);
-                f(i, j, g.view())
-            },
+    if path == gemm::Path::Portable {
+        general_mat_mul(alpha, &a, &b, if accumulate { T::one() } else { T::zero() }, &mut out);
+        return;
+    }
+    let (sa, sb) = (a.strides(), b.strides());
+    let (so, (h, w)) = ([out.strides()[0], out.strides()[1]], out.dim());
+    // SAFETY: each view is described by its own pointer, shape and strides (in elements), which is what faer's
+    // views take; `out` is borrowed mutably for the call and does not alias `a` or `b` (they are shared borrows).
+    let (fa, fb, fo) = unsafe {
+        (
+            faer::MatRef::<T>::from_raw_parts(a.as_ptr(), a.nrows(), a.ncols(), sa[0], sa[1]),
+            faer::MatRef::<T>::from_raw_parts(b.as_ptr(), b.nrows(), b.ncols(), sb[0], sb[1]),
+            faer::MatMut::<T>::from_raw_parts_mut(out.as_mut_ptr(), h, w, so[0], so[1]),
         )
-        .collect()
+    };
+    let accum = if accumulate { faer::Accum::Add } else { faer::Accum::Replace };
+    if upper && h == w {
+        use faer::linalg::matmul::triangular::{BlockStructure, matmul};
+        let rect = BlockStructure::Rectangular;
+        matmul(fo, BlockStructure::TriangularUpper, accum, fa, rect, fb, rect, alpha, faer::Par::Seq);
+    } else {
+        faer::linalg::matmul::matmul(fo, accum, fa, fb, alpha, faer::Par::Seq);
+    }
+}
+
+/// Row tiles per strip of [`map_strips`] at most (bounds a strip's buffer to `STRIP_TILES` tiles).
+const STRIP_TILES: usize = 4;
+
+/// The tile maps for the faer and `general_mat_mul` paths: the pairs are grouped by row tile `i` into strips of at
+/// most [`STRIP_TILES`] column tiles, each strip `G[tiles[i], lo..hi]` (the span of its column tiles; callers give
+/// contiguous ones) comes out of `product(rows, cols, upper, out)` calls that write blocks of `G` (`upper`: a
+/// diagonal block of which only the upper triangle is needed, with `upper_diagonal`), so that a kernel packs each
+/// operand once per strip instead of once per pair; then `f(i, j, tile)` per pair, returned in the order of `pairs`.
+/// Strips in parallel, one rayon job each; a strip's entries do not depend on the thread count.
+pub(crate) fn map_strips<T, R, P, F>(
+    tiles: &[Range<usize>],
+    pairs: &[(usize, usize)],
+    upper_diagonal: bool,
+    product: &P,
+    f: &F,
+) -> Vec<R>
+where
+    T: GemmScalar,
+    R: Send,
+    P: Fn(Range<usize>, Range<usize>, bool, ndarray::ArrayViewMut2<'_, T>) + Sync,
+    F: Fn(usize, usize, ArrayView2<'_, T>) -> R + Sync,
+{
+    let mut strips: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (q, &(i, _)) in pairs.iter().enumerate() {
+        match strips.iter_mut().rev().find(|(r, qs)| *r == i && qs.len() < STRIP_TILES) {
+            Some((_, qs)) => qs.push(q),
+            None => strips.push((i, vec![q])),
+        }
+    }
+    // Each thread keeps its strip buffer (a fresh one per strip would fault in its pages every time); the products
+    // overwrite it (`upper` blocks leave stale values below their diagonal, which callers do not read).
+    let per_strip: Vec<Vec<(usize, R)>> = strips
+        .par_iter()
+        .with_max_len(1)
+        .map_init(Vec::<T>::new, |buf, (i, qs)| {
+            let ri = tiles[*i].clone();
+            let lo = qs.iter().map(|&q| tiles[pairs[q].1].start).min().unwrap_or(0);
+            let hi = qs.iter().map(|&q| tiles[pairs[q].1].end).max().unwrap_or(0);
+            buf.resize(ri.len() * (hi - lo), T::zero());
+            let mut strip = ndarray::ArrayViewMut2::from_shape((ri.len(), hi - lo), &mut buf[..])
+                .expect("the buffer holds the strip");
+            let diagonal = upper_diagonal && qs.iter().any(|&q| pairs[q].1 == *i) && lo <= ri.start && ri.end <= hi;
+            if diagonal {
+                // Left of the diagonal block, the block (upper triangle), right of it.
+                for (cols, upper) in [(lo..ri.start, false), (ri.clone(), true), (ri.end..hi, false)] {
+                    if !cols.is_empty() {
+                        let at = cols.start - lo..cols.end - lo;
+                        product(ri.clone(), cols, upper, strip.slice_mut(s![.., at]));
+                    }
+                }
+            } else {
+                product(ri.clone(), lo..hi, false, strip.view_mut());
+            }
+            qs.iter()
+                .map(|&q| {
+                    let (i, j) = pairs[q];
+                    (q, f(i, j, strip.slice(s![.., tiles[j].start - lo..tiles[j].end - lo])))
+                })
+                .collect()
+        })
+        .collect();
+    let mut out: Vec<(usize, R)> = per_strip.into_iter().flatten().collect();
+    out.sort_by_key(|(q, _)| *q);
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 /// All pairs `(i, j)` with `i <= j` over `count` tiles (upper triangle, diagonal included).
@@ -503,14 +515,15 @@ mod tests {
 
     #[test]
     fn gram_tiles_agree_on_both_paths_and_with_f64() {
-        // Uneven tiles (partial micro-panels), k not a multiple of the kernel's k block; every (i, j) pair.
+        // Uneven tiles, every (i, j) pair: rows of 5 pairs, more than one strip's 4 tiles, with the diagonal tile
+        // inside a strip.
         let z64 = Array2::from_shape_fn((203, 300), |(i, j)| ((i * 31 + j * 17) % 97) as f64 / 48.5 - 1.0);
         let z32 = z64.mapv(|v| v as f32);
         let tiles = split_rows(0, 203, 45);
         let pairs: Vec<(usize, usize)> = (0..tiles.len()).flat_map(|i| (0..tiles.len()).map(move |j| (i, j))).collect();
         let exact = z64.dot(&z64.t());
         for diagonal in [Diagonal::Full, Diagonal::Upper] {
-            for path in [gemm::detect(), gemm::Path::Portable] {
+            for path in gemm::all_paths() {
                 let got = map_gram_tiles_on(path, z32.view(), &tiles, &pairs, diagonal, |_, _, g| g.to_owned());
                 for (&(i, j), g) in pairs.iter().zip(&got) {
                     assert_eq!(g.dim(), (tiles[i].len(), tiles[j].len()));
@@ -529,7 +542,7 @@ mod tests {
 
     #[test]
     fn pooled_tiles_and_norms_agree_on_both_paths() {
-        // Two parts, a tile across their boundary, f64 input rounded to f32 by the packer or by `to_matrix`.
+        // Two parts, a tile across their boundary, f64 input rounded to f32 by `to_matrix`.
         let a = Array2::from_shape_fn((70, 45), |(i, j)| ((i * 7 + j * 3) % 23) as f64 / 7.3 - 1.1);
         let b = Array2::from_shape_fn((51, 45), |(i, j)| ((i * 5 + j * 11) % 19) as f64 / 5.1 - 0.3);
         let pooled = Pooled::new(&[a.view(), b.view()]);
@@ -542,7 +555,7 @@ mod tests {
         let pairs = upper_pairs(tiles.len());
         let z64 = z.mapv(f64::from);
         let exact = z64.dot(&z64.t());
-        for path in [gemm::detect(), gemm::Path::Portable] {
+        for path in gemm::all_paths() {
             let got = map_pooled_gram_tiles_on::<f32, _, _>(
                 path,
                 &pooled,

@@ -456,8 +456,8 @@ fn gaussian_sums<T: GemmScalar>(xs: ArrayView2<'_, f64>, xt: ArrayView2<'_, f64>
 /// not read. Compiled twice: with AVX-512F (8 f64 lanes for the `exp`) where the CPU has it, and for the base CPU.
 fn tile_kernel_sum<T: GemmScalar>(e: &GaussEval, g: ArrayView2<'_, T>, na: &[f64], nb: &[f64], diagonal: bool) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    if let crate::gemm::Path::Avx512(_) = crate::gemm::detect() {
-        // SAFETY: `detect` returned the AVX-512F path, so the CPU has AVX-512F.
+    if crate::gemm::has_avx512f() {
+        // SAFETY: `has_avx512f` found AVX-512F on this CPU.
         return unsafe { tile_kernel_sum_avx512(e, g, na, nb, diagonal) };
     }
     tile_kernel_sum_body(e, g, na, nb, diagonal)
