@@ -93,7 +93,7 @@ pub fn task(runs_dir: &Path, data: &Path, threads: usize, file: &Path) -> Result
         threads: threads.max(1),
         devices: vec![],
     };
-    let mut progress = crate::Progress::new(trials.len());
+    let mut progress = crate::Progress::new(&trials);
     let outcomes = dalab_runner::run_all(&plan, &trials, &mut progress).map_err(crate::runtime)?;
     let failed: Vec<String> = trials
         .iter()

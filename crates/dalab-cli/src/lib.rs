@@ -44,6 +44,13 @@ pub fn mean_std(values: &[f64]) -> String {
     format!("{:.1} ± {:.1}", 100.0 * mean, 100.0 * var.sqrt())
 }
 
+/// The time left when `pos` of `len` steps are counted after `elapsed` seconds, `skipped` of them for trials done
+/// before this session: the steps left at the rate of the steps worked now. None before any step is worked.
+pub fn eta_seconds(elapsed: f64, pos: u64, len: u64, skipped: u64) -> Option<f64> {
+    let worked = pos.saturating_sub(skipped);
+    (worked > 0).then(|| elapsed * len.saturating_sub(pos) as f64 / worked as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +71,18 @@ mod tests {
             crates += 1;
         }
         assert_eq!(crates, names.len(), "registry has methods without a crate under crates/methods/");
+    }
+
+    #[test]
+    fn the_overall_eta_counts_only_the_steps_worked_in_this_session() {
+        // Nothing worked yet (only skipped trials): no estimate rather than zero.
+        assert_eq!(eta_seconds(10.0, 0, 1000, 0), None);
+        assert_eq!(eta_seconds(10.0, 300, 1000, 300), None);
+        // 200 steps in 10 s, 800 left: 40 s.
+        assert_eq!(eta_seconds(10.0, 200, 1000, 0), Some(40.0));
+        // 300 steps counted, 200 of them trials finished before: 100 worked in 10 s, 700 left → 70 s, not 23 s.
+        assert_eq!(eta_seconds(10.0, 300, 1000, 200), Some(70.0));
+        assert_eq!(eta_seconds(10.0, 1000, 1000, 0), Some(0.0));
     }
 
     #[test]

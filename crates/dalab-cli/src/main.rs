@@ -414,11 +414,11 @@ fn trial_child(
     dalab_core::device::init_cuda();
     struct Stdout(std::io::Stdout, usize);
     impl ProgressSink for Stdout {
-        fn progress(&mut self, step: usize, total: usize) {
+        fn progress(&mut self, step: usize, total: usize, loss: Option<f64>) {
             // About 200 updates per trial at most.
             if step == total || step >= self.1 + total.div_ceil(200) {
                 self.1 = step;
-                let _ = writeln!(self.0, "progress {step} {total}");
+                let _ = writeln!(self.0, "{}", dalab_runner::trial::progress_line(step, total, loss));
                 let _ = self.0.flush();
             }
         }
@@ -431,33 +431,74 @@ fn trial_child(
     }
 }
 
-/// Progress: bars on a terminal, one line per trial otherwise.
+/// Progress: bars on a terminal, one line per trial otherwise. The overall bar counts training steps (a trial weighs
+/// its `train.iterations`), so that its ETA moves while trials run, and is computed from the steps done in this
+/// session only (trials finished earlier do not make the rate look faster).
 pub(crate) struct Progress {
-    bars: Option<(indicatif::MultiProgress, indicatif::ProgressBar, Vec<Option<indicatif::ProgressBar>>)>,
+    bars: Option<Bars>,
     total: usize,
     done: usize,
 }
 
+struct Bars {
+    mp: indicatif::MultiProgress,
+    overall: indicatif::ProgressBar,
+    per: Vec<Option<indicatif::ProgressBar>>,
+    /// Each trial's weight (its iterations, at least 1) and the steps of it counted so far.
+    weight: Vec<u64>,
+    counted: Vec<u64>,
+    /// Steps counted for trials done before this session (not work done now).
+    skipped: u64,
+    started: std::time::Instant,
+}
+
+impl Bars {
+    /// Counts trial `i` at `steps` of its weight and refreshes the overall ETA.
+    fn count(&mut self, i: usize, steps: u64) {
+        let steps = steps.min(self.weight[i]);
+        if steps > self.counted[i] {
+            self.overall.inc(steps - self.counted[i]);
+            self.counted[i] = steps;
+        }
+        let (pos, len) = (self.overall.position(), self.overall.length().unwrap_or(0));
+        if let Some(secs) = dalab_cli::eta_seconds(self.started.elapsed().as_secs_f64(), pos, len, self.skipped) {
+            self.overall.set_message(indicatif::HumanDuration(std::time::Duration::from_secs_f64(secs)).to_string());
+        }
+    }
+}
+
 impl Progress {
-    pub(crate) fn new(total: usize) -> Self {
+    pub(crate) fn new(trials: &[Trial]) -> Self {
+        let total = trials.len();
         let bars = std::io::stderr().is_terminal().then(|| {
+            let weight: Vec<u64> = trials.iter().map(|t| t.config.train.iterations.max(1) as u64).collect();
             let mp = indicatif::MultiProgress::new();
-            let overall = mp.add(indicatif::ProgressBar::new(total as u64));
+            let overall = mp.add(indicatif::ProgressBar::new(weight.iter().sum()));
             overall.set_style(
-                indicatif::ProgressStyle::with_template("trials {pos}/{len} [{bar:30}] {elapsed} (ETA {eta})")
+                indicatif::ProgressStyle::with_template("trials {prefix} [{bar:30}] {elapsed} (ETA {msg})")
                     .expect("valid template")
                     .progress_chars("=> "),
             );
+            overall.set_prefix(format!("0/{total}"));
+            overall.set_message("…");
             overall.enable_steady_tick(std::time::Duration::from_secs(1));
-            (mp, overall, vec![None; total])
+            Bars {
+                mp,
+                overall,
+                per: vec![None; total],
+                counted: vec![0; total],
+                weight,
+                skipped: 0,
+                started: std::time::Instant::now(),
+            }
         });
         Self { bars, total, done: 0 }
     }
 
     fn line(&self, msg: String) {
         match &self.bars {
-            Some((mp, _, _)) => {
-                let _ = mp.println(msg);
+            Some(b) => {
+                let _ = b.mp.println(msg);
             }
             None => eprintln!("{msg}"),
         }
@@ -472,27 +513,34 @@ pub(crate) fn describe(t: &Trial) -> String {
 impl Observer for Progress {
     fn started(&mut self, i: usize, t: &Trial) {
         match &mut self.bars {
-            Some((mp, _, per)) => {
-                let b = mp.add(indicatif::ProgressBar::new(t.config.train.iterations as u64));
+            Some(bars) => {
+                let b = bars.mp.add(indicatif::ProgressBar::new(t.config.train.iterations as u64));
                 b.set_style(
                     indicatif::ProgressStyle::with_template(
-                        "  {msg} [{bar:25}] {pos}/{len} steps, {per_sec}, ETA {eta}",
+                        "  {prefix} [{bar:25}] {pos}/{len} steps, {rate} steps/s, ETA {eta}{msg}",
                     )
                     .expect("valid template")
+                    .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0}", s.per_sec());
+                    })
                     .progress_chars("=> "),
                 );
-                b.set_message(describe(t));
-                per[i] = Some(b);
+                b.set_prefix(describe(t));
+                bars.per[i] = Some(b);
             }
             None => eprintln!("start {}: {}", t.id(), describe(t)),
         }
     }
 
-    fn progress(&mut self, i: usize, _t: &Trial, step: usize, _total: usize) {
-        if let Some((_, _, per)) = &self.bars
-            && let Some(b) = &per[i]
-        {
-            b.set_position(step as u64);
+    fn progress(&mut self, i: usize, _t: &Trial, step: usize, _total: usize, loss: Option<f64>) {
+        if let Some(bars) = &mut self.bars {
+            if let Some(b) = &bars.per[i] {
+                b.set_position(step as u64);
+                if let Some(l) = loss {
+                    b.set_message(format!(", loss {l:.4}"));
+                }
+            }
+            bars.count(i, step as u64);
         }
     }
 
@@ -501,11 +549,17 @@ impl Observer for Progress {
         if !matches!(o, Outcome::Busy) {
             self.done += 1;
         }
-        if let Some((mp, overall, per)) = &mut self.bars {
-            overall.inc(1);
-            if let Some(b) = per[i].take() {
+        if let Some(bars) = &mut self.bars {
+            if let Outcome::AlreadyDone(_) = o {
+                bars.skipped += bars.weight[i] - bars.counted[i];
+            }
+            if !matches!(o, Outcome::Busy) {
+                bars.count(i, bars.weight[i]);
+            }
+            bars.overall.set_prefix(format!("{}/{}", self.done, self.total));
+            if let Some(b) = bars.per[i].take() {
                 b.finish_and_clear();
-                mp.remove(&b);
+                bars.mp.remove(&b);
             }
         }
         let head = format!("[{}/{}] {}", self.done, self.total, describe(t));
@@ -607,15 +661,15 @@ fn run_experiment(
         threads,
         devices,
     };
-    let mut progress = Progress::new(trials.len());
+    let mut progress = Progress::new(&trials);
     let mut outcomes = dalab_runner::run_all(&plan, &trials, &mut progress).map_err(runtime)?;
     let busy = outcomes.iter().filter(|o| matches!(o, Outcome::Busy)).count();
     if busy > 0 {
         eprintln!("{busy} trial(s) are being run by another runner: waiting for them");
         dalab_runner::exec::wait_for_busy(&plan, &trials, &mut outcomes, &mut progress).map_err(runtime)?;
     }
-    if let Some((_, overall, _)) = &progress.bars {
-        overall.finish_and_clear();
+    if let Some(bars) = &progress.bars {
+        bars.overall.finish_and_clear();
     }
     let ids: std::collections::HashSet<String> = trials.iter().map(Trial::id).collect();
     if outcomes.iter().any(|o| o.result().is_some()) {

@@ -44,7 +44,9 @@ impl Outcome {
 /// What the runner reports while it works (the CLI draws progress bars or prints lines).
 pub trait Observer {
     fn started(&mut self, index: usize, trial: &Trial);
-    fn progress(&mut self, index: usize, trial: &Trial, step: usize, total: usize);
+    /// `step` of `total` done; `loss`: the trial's last logged training loss (`loss/total`, else its first
+    /// `loss/…` scalar), where it logs one.
+    fn progress(&mut self, index: usize, trial: &Trial, step: usize, total: usize, loss: Option<f64>);
     fn finished(&mut self, index: usize, trial: &Trial, outcome: &Outcome);
 }
 
@@ -71,7 +73,7 @@ struct Running {
 }
 
 enum Msg {
-    Progress(usize, usize, usize),
+    Progress(usize, usize, usize, Option<f64>),
     Eof(usize),
 }
 
@@ -121,8 +123,8 @@ impl Observer for Remap<'_> {
     fn started(&mut self, i: usize, t: &Trial) {
         self.inner.started(self.index[i], t);
     }
-    fn progress(&mut self, i: usize, t: &Trial, step: usize, total: usize) {
-        self.inner.progress(self.index[i], t, step, total);
+    fn progress(&mut self, i: usize, t: &Trial, step: usize, total: usize, loss: Option<f64>) {
+        self.inner.progress(self.index[i], t, step, total, loss);
     }
     fn finished(&mut self, i: usize, t: &Trial, o: &Outcome) {
         self.inner.finished(self.index[i], t, o);
@@ -183,7 +185,7 @@ pub fn run_all(plan: &RunPlan, trials: &[Trial], obs: &mut dyn Observer) -> Resu
             continue;
         }
         match rx.recv().map_err(|_| Error::Other("internal: trial channel closed".into()))? {
-            Msg::Progress(i, step, total) => obs.progress(i, &trials[i], step, total),
+            Msg::Progress(i, step, total, loss) => obs.progress(i, &trials[i], step, total, loss),
             Msg::Eof(i) => {
                 let pos = running.iter().position(|r| r.index == i).expect("a running trial ends once");
                 let mut r = running.swap_remove(pos);
@@ -261,11 +263,8 @@ fn spawn(
     let stdout = child.stdout.take().expect("piped");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
-            let mut it = line.split_whitespace();
-            if let (Some("progress"), Some(s), Some(t)) = (it.next(), it.next(), it.next())
-                && let (Ok(s), Ok(t)) = (s.parse(), t.parse())
-            {
-                let _ = tx.send(Msg::Progress(index, s, t));
+            if let Some((s, t, loss)) = crate::trial::parse_progress_line(&line) {
+                let _ = tx.send(Msg::Progress(index, s, t, loss));
             }
         }
         let _ = tx.send(Msg::Eof(index));

@@ -203,7 +203,32 @@ pub struct TrialEnv {
 
 /// Reports progress of a running trial (the child process writes it to stdout for the runner).
 pub trait ProgressSink {
-    fn progress(&mut self, step: usize, total: usize);
+    /// `step` of `total` done; `loss`: the last logged training loss (see [`progress_loss`]).
+    fn progress(&mut self, step: usize, total: usize, loss: Option<f64>);
+}
+
+/// The line a trial process writes on its stdout for the runner ([`parse_progress_line`] reads it back).
+pub fn progress_line(step: usize, total: usize, loss: Option<f64>) -> String {
+    match loss {
+        Some(l) => format!("progress {step} {total} {l}"),
+        None => format!("progress {step} {total}"),
+    }
+}
+
+/// `(step, total, loss)` of a [`progress_line`]; None for any other line.
+pub fn parse_progress_line(line: &str) -> Option<(usize, usize, Option<f64>)> {
+    let mut it = line.split_whitespace();
+    if it.next() != Some("progress") {
+        return None;
+    }
+    let (step, total) = (it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+    Some((step, total, it.next().and_then(|l| l.parse::<f64>().ok())))
+}
+
+/// The loss a progress line shows among one step's scalars: `loss/total`, else the first `loss…` scalar.
+pub fn progress_loss(scalars: &[(String, f64)]) -> Option<f64> {
+    let find = |pred: &dyn Fn(&str) -> bool| scalars.iter().find(|(k, _)| pred(k)).map(|(_, v)| *v);
+    find(&|k| k == "loss/total").or_else(|| find(&|k| k == "loss" || k.starts_with("loss/")))
 }
 
 struct ProgressAdapter<'a> {
@@ -212,8 +237,8 @@ struct ProgressAdapter<'a> {
 }
 
 impl Sink for ProgressAdapter<'_> {
-    fn step(&mut self, step: usize, _: &[(String, f64)]) -> dalab_train::Result<()> {
-        self.inner.progress(step, self.total);
+    fn step(&mut self, step: usize, scalars: &[(String, f64)]) -> dalab_train::Result<()> {
+        self.inner.progress(step, self.total, progress_loss(scalars));
         Ok(())
     }
     fn eval(&mut self, _: &EvalRecord) -> dalab_train::Result<()> {
@@ -425,5 +450,23 @@ mod tests {
         );
         let set = m(serde_json::json!({"methods.mtl": {"sharing": "soft", "weighting": "fixed"}}));
         assert_eq!(label("mtl", &set), r#"mtl (sharing="soft", weighting="fixed")"#);
+    }
+
+    #[test]
+    fn progress_lines_carry_the_loss_and_read_back() {
+        let pick = |v: &[(&str, f64)]| progress_loss(&v.iter().map(|(k, x)| (k.to_string(), *x)).collect::<Vec<_>>());
+        assert_eq!(pick(&[("lr", 0.1), ("loss/cls", 0.7), ("loss/total", 0.9)]), Some(0.9));
+        assert_eq!(pick(&[("lambda", 1.0), ("loss/discrepancy", 0.3), ("loss/cls", 0.7)]), Some(0.3));
+        assert_eq!(pick(&[("loss", 2.5)]), Some(2.5));
+        assert_eq!(pick(&[("lossy", 1.0), ("lr", 0.1)]), None);
+        for (step, total, loss) in [(10, 100, Some(0.123_456_789_f64)), (100, 100, None), (0, 0, Some(f64::NAN))] {
+            let (s, t, l) = parse_progress_line(&progress_line(step, total, loss)).unwrap();
+            assert_eq!((s, t), (step, total));
+            assert_eq!(l.map(f64::to_bits), loss.map(f64::to_bits), "{loss:?}");
+        }
+        // An older child's line without a loss, and lines that are not progress.
+        assert_eq!(parse_progress_line("progress 5 10"), Some((5, 10, None)));
+        assert_eq!(parse_progress_line("progress five 10"), None);
+        assert_eq!(parse_progress_line("warning: progress 5 10"), None);
     }
 }
