@@ -70,6 +70,15 @@ fn mat_bytes(dir: &Path, compress: bool) -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
 
+/// A well-formed (checksummed) `.npz` holding `npy` as its one member `fts`.
+fn npz_of(npy: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("fts.npy", zip::write::SimpleFileOptions::default()).unwrap();
+    w.write_all(npy).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
 fn npz_bytes(dir: &Path) -> Vec<u8> {
     let p = dir.join("src.npz");
     npy::write_npz(&p, &[("fts", &array![[1.0, 2.0], [3.0, 4.0]].into_dyn())], false).unwrap();
@@ -127,15 +136,21 @@ fn cases(dir: &Path) -> Vec<Case> {
         ),
         c("dtype_unknown.npy", replace(&npy, "<f8", "<c8"), npy_read, "dtype"),
         c("dtype_object.npy", replace(&npy, "<f8", "|O8"), npy_read, "dtype"),
-        c("shape_garbage.npy", replace(&npy, "(2, 3)", "(2, x)"), npy_read, "bad shape"),
-        c("shape_too_big.npy", replace(&npy, "(2, 3)", "(9, 9)"), npy_read, "needs 648 bytes"),
-        c("fortran_flag_garbage.npy", replace(&npy, "False", "Maybe"), npy_read, "fortran_order"),
-        c("header_not_dict.npy", with(npy.clone(), |b| b[10] = b'['), npy_read, "header"),
+        c("shape_garbage.npy", replace(&npy, "(2, 3, )", "(2, x, )"), npy_read, "bad .npy header: could not parse"),
+        c("shape_too_big.npy", replace(&npy, "(2, 3, )", "(9, 9, )"), npy_read, "needs 648 bytes"),
+        c("fortran_flag_garbage.npy", replace(&npy, "False", "Maybe"), npy_read, "bad .npy header: could not parse"),
+        c("header_not_dict.npy", with(npy.clone(), |b| b[10] = b'['), npy_read, "bad .npy header"),
         c("header_not_utf8.npy", with(npy.clone(), |b| b[header_end - 3] = 0xff), npy_read, "header"),
         // npz
         c("npz_cut.npz", npz[..npz.len() / 2].to_vec(), matrix_read, "zip"),
         c("npz_not_zip.npz", b"PK\x03\x04 nonsense".to_vec(), matrix_read, "zip"),
-        c("npz_member_corrupt.npz", replace(&npz, "<f8", "<c8"), matrix_read, "dtype"),
+        c("npz_member_corrupt.npz", replace(&npz, "<f8", "<c8"), matrix_read, "checksum"),
+        c(
+            "npz_member_dtype.npz",
+            npz_of(&replace(&npy, "<f8", "<c8")),
+            matrix_read,
+            "member `fts.npy`: unsupported dtype <c8",
+        ),
         // MAT v5
         c("mat_empty.mat", vec![], mat_read, "MAT"),
         c("mat_header_cut.mat", mat[..100].to_vec(), mat_read, "MAT"),

@@ -1,11 +1,16 @@
-//! NumPy `.npy` arrays and `.npz` archives (zip of `.npy` members, stored or deflated, zip64 sizes read).
+//! NumPy `.npy` arrays and `.npz` archives, on the `npyz` crate (header, dtypes, byte orders, both memory orders)
+//! and the `zip` crate (the archive: stored or deflated members, zip64). What stays here is what those crates leave
+//! to the caller: the data's length checked against the header before anything is read (a truncated file, or extra
+//! bytes after the data, is an error naming both sizes), the dtype turned into `f64`, and messages that name the
+//! file and the member.
 //!
-//! Supported dtypes: bool, signed/unsigned ints of 1–8 bytes and floats of 4/8 bytes, either endianness,
-//! C or Fortran order. Values are returned as `f64` in row-major layout.
+//! Supported dtypes: bool, signed/unsigned ints of 1–8 bytes and floats of 4/8 bytes, either endianness, C or Fortran
+//! order. Values are returned as `f64` in row-major layout.
 
 use crate::{Error, Result};
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
-use std::io::Read;
+use npyz::{DType, Order, TypeChar, WriterBuilder};
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// Reads a `.npy` file.
@@ -14,63 +19,76 @@ pub fn read_npy(path: &Path) -> Result<ArrayD<f64>> {
     parse_npy(&bytes).map_err(|m| Error::format(path, m))
 }
 
-/// Parses `.npy` bytes; the error is a message without the file name.
-pub fn parse_npy(b: &[u8]) -> std::result::Result<ArrayD<f64>, String> {
+/// Offset of the data: the magic, the version and the header length, as the format defines them (npyz reads the
+/// header but does not say where it ends).
+fn data_offset(b: &[u8]) -> std::result::Result<usize, String> {
     if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (bad magic)".into());
     }
-    let (hlen, hstart) = match b[6] {
+    let (len, start) = match b[6] {
         1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
-        2 | 3 => {
-            if b.len() < 12 {
-                return Err("truncated .npy header".into());
-            }
-            (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
-        }
+        2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
+        2 | 3 => return Err("truncated .npy header".into()),
         v => return Err(format!("unsupported .npy version {v}")),
     };
-    if b.len() < hstart + hlen {
+    if b.len() < start + len {
         return Err("truncated .npy header".into());
     }
-    let header = std::str::from_utf8(&b[hstart..hstart + hlen]).map_err(|_| "non-UTF-8 .npy header".to_string())?;
-    let dict = header.trim_end_matches(['\n', ' ', '\x00']).trim_start();
-    if !(dict.starts_with('{') && dict.ends_with('}')) {
-        return Err("the .npy header is not a Python dict literal `{...}`".into());
-    }
-    let descr = dict_value(header, "descr").ok_or("no 'descr' in the .npy header")?;
-    let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
-    let fortran = match dict_value(header, "fortran_order").ok_or("no 'fortran_order' in the .npy header")?.trim() {
-        "True" => true,
-        "False" => false,
-        other => return Err(format!("fortran_order must be True or False in the .npy header, got `{other}`")),
-    };
-    let shape_s = dict_value(header, "shape").ok_or("no 'shape' in the .npy header")?;
-    let shape: Vec<usize> = shape_s
-        .trim()
-        .trim_start_matches('(')
-        .trim_end_matches(')')
-        .split(',')
+    Ok(start + len)
+}
+
+/// npyz's error about the header, on one line (its parser's message spans several, with a caret under the column),
+/// followed by the header text itself.
+fn header_error(b: &[u8], offset: usize, e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text
+        .lines()
         .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad shape {shape_s}")))
+        // Not the blank, `|` and `<n> | <source>` lines of the pest report.
+        .filter(|l| !l.is_empty() && !l.starts_with('|'))
+        .filter(|l| l.split_once(" | ").is_none_or(|(n, _)| n.trim().parse::<u32>().is_err()))
+        .collect();
+    let start = if b[6] == 1 { 10 } else { 12 };
+    let header = String::from_utf8_lossy(&b[start..offset]);
+    let msg = lines.join(" ").replace(":  --> ", " at ").replace(" = expected", ": expected");
+    format!("bad .npy header: {msg} (header: {})", header.trim_end())
+}
+
+/// Parses `.npy` bytes; the error is a message without the file name.
+pub fn parse_npy(b: &[u8]) -> std::result::Result<ArrayD<f64>, String> {
+    let offset = data_offset(b)?;
+    let file = npyz::NpyFile::new(b).map_err(|e| header_error(b, offset, &e))?;
+    let DType::Plain(ts) = file.dtype() else {
+        return Err(format!("unsupported dtype {} (structured arrays are not read)", file.dtype().descr()));
+    };
+    let (kind, width) = (ts.type_char(), ts.size_field() as usize);
+    let ok = match kind {
+        TypeChar::Float => width == 4 || width == 8,
+        TypeChar::Int | TypeChar::Uint => matches!(width, 1 | 2 | 4 | 8),
+        TypeChar::Bool => width == 1,
+        _ => false,
+    };
+    if !ok {
+        return Err(format!("unsupported dtype {ts} (supported: bool, ints, float32, float64)"));
+    }
+    let shape: Vec<usize> = file
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("bad shape {:?}", file.shape())))
         .collect::<std::result::Result<_, _>>()?;
-    let (be, kind, width) = parse_descr(descr)?;
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
     let need = count.saturating_mul(width);
-    let data = &b[hstart + hlen..];
-    if data.len() < need {
+    let have = b.len() - offset;
+    if have < need {
+        return Err(format!("truncated .npy data: shape {shape:?} of {ts} needs {need} bytes, file has {have}"));
+    }
+    if have > need {
         return Err(format!(
-            "truncated .npy data: shape {shape:?} of {descr} needs {need} bytes, file has {}",
-            data.len()
+            "{have} bytes after the .npy header, but shape {shape:?} of {ts} is {need} (corrupt header or extra data)"
         ));
     }
-    if data.len() > need {
-        return Err(format!(
-            "{} bytes after the .npy header, but shape {shape:?} of {descr} is {need} (corrupt header or extra data)",
-            data.len()
-        ));
-    }
-    let values = decode(&data[..need], be, kind, width)?;
+    let fortran = file.order() == Order::Fortran;
+    let values = decode(file, kind, width).map_err(|e| format!("bad .npy data: {e}"))?;
     let a = if fortran {
         ArrayD::from_shape_vec(IxDyn(&shape).f(), values)
     } else {
@@ -80,71 +98,24 @@ pub fn parse_npy(b: &[u8]) -> std::result::Result<ArrayD<f64>, String> {
     Ok(a.as_standard_layout().into_owned())
 }
 
-/// The text after `'key':` in a Python dict literal, up to the next top-level comma.
-fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let pat1 = format!("'{key}':");
-    let pat2 = format!("\"{key}\":");
-    let i = header.find(&pat1).map(|i| i + pat1.len()).or_else(|| header.find(&pat2).map(|i| i + pat2.len()))?;
-    let rest = &header[i..];
-    let mut depth = 0i32;
-    for (j, c) in rest.char_indices() {
-        match c {
-            '(' | '[' => depth += 1,
-            ')' | ']' => depth -= 1,
-            ',' | '}' if depth == 0 => return Some(&rest[..j]),
-            _ => {}
-        }
+/// The values of `file` (a checked plain dtype) as `f64`, by npyz in the type of the dtype (npyz swaps the bytes).
+fn decode(file: npyz::NpyFile<&[u8]>, kind: TypeChar, width: usize) -> std::io::Result<Vec<f64>> {
+    fn all<T: npyz::Deserialize>(file: npyz::NpyFile<&[u8]>, f: impl Fn(T) -> f64) -> std::io::Result<Vec<f64>> {
+        Ok(file.into_vec::<T>()?.into_iter().map(f).collect())
     }
-    Some(rest)
-}
-
-/// (big endian, kind letter, byte width) of a simple dtype string like `<f4`, `|u1`, `>i8`, `|b1`.
-fn parse_descr(d: &str) -> std::result::Result<(bool, char, usize), String> {
-    let mut chars = d.chars();
-    let (be, rest) = match chars.next() {
-        Some('<') | Some('|') | Some('=') => (false, chars.as_str()),
-        Some('>') => (true, chars.as_str()),
-        _ => (false, d),
-    };
-    let mut rc = rest.chars();
-    let kind = rc.next().ok_or_else(|| format!("unsupported dtype {d:?}"))?;
-    let width: usize = rc.as_str().parse().map_err(|_| format!("unsupported dtype {d:?}"))?;
-    let ok = match kind {
-        'f' => width == 4 || width == 8,
-        'i' | 'u' => matches!(width, 1 | 2 | 4 | 8),
-        'b' => width == 1,
-        _ => false,
-    };
-    if !ok {
-        return Err(format!("unsupported dtype {d:?} (supported: bool, ints, float32, float64)"));
+    match (kind, width) {
+        (TypeChar::Bool, _) => all(file, |v: bool| f64::from(u8::from(v))),
+        (TypeChar::Uint, 1) => all(file, |v: u8| f64::from(v)),
+        (TypeChar::Int, 1) => all(file, |v: i8| f64::from(v)),
+        (TypeChar::Int, 2) => all(file, |v: i16| f64::from(v)),
+        (TypeChar::Uint, 2) => all(file, |v: u16| f64::from(v)),
+        (TypeChar::Int, 4) => all(file, |v: i32| f64::from(v)),
+        (TypeChar::Uint, 4) => all(file, |v: u32| f64::from(v)),
+        (TypeChar::Int, _) => all(file, |v: i64| v as f64),
+        (TypeChar::Uint, _) => all(file, |v: u64| v as f64),
+        (TypeChar::Float, 4) => all(file, |v: f32| f64::from(v)),
+        _ => all(file, |v: f64| v),
     }
-    Ok((be, kind, width))
-}
-
-fn decode(b: &[u8], be: bool, kind: char, width: usize) -> std::result::Result<Vec<f64>, String> {
-    macro_rules! conv {
-        ($t:ty, $w:expr) => {
-            b.chunks_exact($w)
-                .map(|c| {
-                    let a: [u8; $w] = c.try_into().unwrap();
-                    (if be { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f64
-                })
-                .collect()
-        };
-    }
-    Ok(match (kind, width) {
-        ('b', 1) | ('u', 1) => b.iter().map(|&v| v as f64).collect(),
-        ('i', 1) => b.iter().map(|&v| v as i8 as f64).collect(),
-        ('i', 2) => conv!(i16, 2),
-        ('u', 2) => conv!(u16, 2),
-        ('i', 4) => conv!(i32, 4),
-        ('u', 4) => conv!(u32, 4),
-        ('i', 8) => conv!(i64, 8),
-        ('u', 8) => conv!(u64, 8),
-        ('f', 4) => conv!(f32, 4),
-        ('f', 8) => conv!(f64, 8),
-        _ => return Err(format!("unsupported dtype {kind}{width}")),
-    })
 }
 
 /// Writes a little-endian C-order `.npy` file (`float32` when `f32` is true, else `float64`).
@@ -152,27 +123,18 @@ pub fn write_npy(path: &Path, a: &ArrayD<f64>, f32: bool) -> Result<()> {
     std::fs::write(path, npy_bytes(a, f32)).map_err(|e| Error::io(path, e))
 }
 
-/// The bytes of a `.npy` file holding `a`.
+/// The bytes of a `.npy` file holding `a` (npyz's writer).
 pub fn npy_bytes(a: &ArrayD<f64>, f32: bool) -> Vec<u8> {
-    let shape: Vec<String> = a.shape().iter().map(|d| d.to_string()).collect();
-    let shape = if shape.len() == 1 { format!("({},)", shape[0]) } else { format!("({})", shape.join(", ")) };
-    let mut h =
-        format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", if f32 { "<f4" } else { "<f8" });
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
+    fn write<T: npyz::AutoSerialize>(shape: &[u64], values: impl Iterator<Item = T>) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(shape).writer(&mut out).begin_nd()?;
+        w.extend(values)?;
+        w.finish()?;
+        Ok(out)
     }
-    h.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    out.extend_from_slice(h.as_bytes());
-    for v in a.iter() {
-        if f32 {
-            out.extend_from_slice(&(*v as f32).to_le_bytes());
-        } else {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    out
+    let shape: Vec<u64> = a.shape().iter().map(|&d| d as u64).collect();
+    let bytes = if f32 { write(&shape, a.iter().map(|&v| v as f32)) } else { write(&shape, a.iter().copied()) };
+    bytes.expect("writing into memory does not fail")
 }
 
 /// The members of an `.npz` archive (names without the `.npy` suffix, in archive order).
@@ -191,9 +153,17 @@ impl Npz {
 
     /// Parses the bytes of an `.npz` file read from `path` (named in errors).
     pub fn open_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
-        let members = read_zip(bytes).map_err(|m| Error::format(path, m))?;
+        let zip_err = |e: zip::result::ZipError| Error::format(path, format!("not a readable zip archive: {e}"));
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zip_err)?;
         let mut arrays = Vec::new();
-        for (name, data) in members {
+        for i in 0..archive.len() {
+            let mut member = archive.by_index(i).map_err(zip_err)?;
+            let name = member.name().map_err(zip_err)?.to_string();
+            // The declared size bounds the buffer: a corrupt header cannot ask for more than the archive holds.
+            let mut data = Vec::with_capacity((member.size() as usize).min(bytes.len().saturating_mul(1032)));
+            member
+                .read_to_end(&mut data)
+                .map_err(|e| Error::format(path, format!("member `{name}`: corrupt zip data ({e})")))?;
             let key = name.strip_suffix(".npy").unwrap_or(&name).to_string();
             let a = parse_npy(&data).map_err(|m| Error::format(path, format!("member `{name}`: {m}")))?;
             arrays.push((key, a));
@@ -220,155 +190,19 @@ impl Npz {
     }
 }
 
-/// Reads the members of a zip archive: (name, uncompressed bytes). Stored and deflated members only.
-fn read_zip(b: &[u8]) -> std::result::Result<Vec<(String, Vec<u8>)>, String> {
-    let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
-    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
-    let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap()) as usize;
-    // End of central directory: the last "PK\x05\x06" within the final 64 KiB + 22 bytes.
-    if b.len() < 22 {
-        return Err("not a zip archive (too short; truncated?)".into());
-    }
-    let lo = b.len().saturating_sub(22 + 65535);
-    let eocd = (lo..=b.len() - 22)
-        .rev()
-        .find(|&i| &b[i..i + 4] == b"PK\x05\x06")
-        .ok_or("not a zip archive (no end-of-central-directory record; truncated?)")?;
-    let mut count = u16_at(eocd + 10);
-    let mut cd = u32_at(eocd + 16);
-    // Zip64 end of central directory locator just before the EOCD.
-    if (count == 0xffff || cd == 0xffff_ffff) && eocd >= 20 && &b[eocd - 20..eocd - 16] == b"PK\x06\x07" {
-        let z64 = u64_at(eocd - 20 + 8);
-        if z64.saturating_add(56) > b.len() || &b[z64..z64 + 4] != b"PK\x06\x06" {
-            return Err("bad zip64 end of central directory".into());
-        }
-        count = u64_at(z64 + 32);
-        cd = u64_at(z64 + 48);
-    }
-    let mut out = Vec::new();
-    let mut p = cd;
-    for _ in 0..count {
-        if p + 46 > b.len() || &b[p..p + 4] != b"PK\x01\x02" {
-            return Err("corrupt zip central directory".into());
-        }
-        let method = u16_at(p + 10);
-        let mut csize = u32_at(p + 20);
-        let mut usize_ = u32_at(p + 24);
-        let nlen = u16_at(p + 28);
-        let elen = u16_at(p + 30);
-        let clen = u16_at(p + 32);
-        let mut local = u32_at(p + 42);
-        if p + 46 + nlen + elen > b.len() {
-            return Err("corrupt zip central directory".into());
-        }
-        let name = String::from_utf8_lossy(&b[p + 46..p + 46 + nlen]).into_owned();
-        // Zip64 extra field: the 0xffffffff fields follow in order usize, csize, offset.
-        let mut e = p + 46 + nlen;
-        let eend = e + elen;
-        while e + 4 <= eend {
-            let id = u16_at(e);
-            let len = u16_at(e + 2);
-            if id == 1 {
-                let mut q = e + 4;
-                if usize_ == 0xffff_ffff && q + 8 <= eend {
-                    usize_ = u64_at(q);
-                    q += 8;
-                }
-                if csize == 0xffff_ffff && q + 8 <= eend {
-                    csize = u64_at(q);
-                    q += 8;
-                }
-                if local == 0xffff_ffff && q + 8 <= eend {
-                    local = u64_at(q);
-                }
-            }
-            e += 4 + len;
-        }
-        p += 46 + nlen + elen + clen;
-        if local.saturating_add(30) > b.len() || &b[local..local + 4] != b"PK\x03\x04" {
-            return Err(format!("member `{name}`: bad local header (truncated?)"));
-        }
-        let start = local + 30 + u16_at(local + 26) + u16_at(local + 28);
-        if start.saturating_add(csize) > b.len() {
-            return Err(format!("member `{name}`: truncated data"));
-        }
-        let raw = &b[start..start + csize];
-        let data = match method {
-            0 => raw.to_vec(),
-            8 => {
-                let mut v = Vec::new();
-                flate2::read::DeflateDecoder::new(raw)
-                    .read_to_end(&mut v)
-                    .map_err(|e| format!("member `{name}`: corrupt deflate data ({e})"))?;
-                v
-            }
-            m => return Err(format!("member `{name}`: unsupported zip compression method {m}")),
-        };
-        if data.len() != usize_ {
-            return Err(format!("member `{name}`: {} bytes after decompression, expected {usize_}", data.len()));
-        }
-        out.push((name, data));
-    }
-    Ok(out)
-}
-
-/// Writes an `.npz` archive (deflated when `compress`), members named `<key>.npy`. For tests and exports.
+/// Writes an `.npz` archive (deflated when `compress`), members named `<key>.npy` (the `zip` crate's writer). For
+/// tests and exports.
 pub fn write_npz(path: &Path, arrays: &[(&str, &ArrayD<f64>)], compress: bool) -> Result<()> {
-    let mut out = Vec::new();
-    let mut central = Vec::new();
+    let method = if compress { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
+    let options = zip::write::SimpleFileOptions::default().compression_method(method);
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let zip_err = |e: zip::result::ZipError| Error::format(path, format!("writing the archive: {e}"));
     for (key, a) in arrays {
-        let name = format!("{key}.npy");
-        let data = npy_bytes(a, false);
-        let crc = crc32(&data);
-        let (method, body) = if compress {
-            let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-            std::io::Write::write_all(&mut enc, &data).map_err(|e| Error::io(path, e))?;
-            (8u16, enc.finish().map_err(|e| Error::io(path, e))?)
-        } else {
-            (0u16, data.clone())
-        };
-        let offset = out.len() as u32;
-        let fixed = |sig: &[u8], central: bool| {
-            let mut h = sig.to_vec();
-            if central {
-                h.extend_from_slice(&20u16.to_le_bytes()); // made by
-            }
-            h.extend_from_slice(&20u16.to_le_bytes()); // version needed
-            h.extend_from_slice(&0u16.to_le_bytes()); // flags
-            h.extend_from_slice(&method.to_le_bytes());
-            h.extend_from_slice(&[0, 0, 0x21, 0]); // time, date (1980-01-01)
-            h.extend_from_slice(&crc.to_le_bytes());
-            h.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            h.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            h.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            h.extend_from_slice(&0u16.to_le_bytes()); // extra length
-            h
-        };
-        out.extend(fixed(b"PK\x03\x04", false));
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&body);
-        central.extend(fixed(b"PK\x01\x02", true));
-        central.extend_from_slice(&[0u8; 6]); // comment len, disk, internal attrs
-        central.extend_from_slice(&0u32.to_le_bytes()); // external attrs
-        central.extend_from_slice(&offset.to_le_bytes());
-        central.extend_from_slice(name.as_bytes());
+        w.start_file(format!("{key}.npy"), options).map_err(zip_err)?;
+        w.write_all(&npy_bytes(a, false)).map_err(|e| Error::io(path, e))?;
     }
-    let cd_off = out.len() as u32;
-    out.extend_from_slice(&central);
-    out.extend_from_slice(b"PK\x05\x06");
-    out.extend_from_slice(&[0u8; 4]);
-    out.extend_from_slice(&(arrays.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(arrays.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
-    out.extend_from_slice(&cd_off.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
+    let out = w.finish().map_err(zip_err)?.into_inner();
     std::fs::write(path, out).map_err(|e| Error::io(path, e))
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = flate2::Crc::new();
-    c.update(data);
-    c.sum()
 }
 
 #[cfg(test)]

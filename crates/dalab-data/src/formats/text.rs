@@ -1,7 +1,11 @@
-//! Delimited numeric text: CSV, TSV or whitespace-separated, optionally gzipped (by content).
+//! Delimited numeric text: CSV, TSV or whitespace-separated, optionally gzipped (by content). CSV and TSV are split
+//! by the `csv` crate (quoted fields, CRLF, a quoted delimiter inside a field), whitespace-separated text by
+//! `split_ascii_whitespace` (runs of spaces and tabs, which no CSV dialect expresses); the numbers are parsed here,
+//! rows in parallel.
 //!
 //! Every data row must have the width of the first; a header row is skipped when asked for, or (by default)
-//! when the first row has a field that is not a number. Errors name the file and the 1-based line.
+//! when the first row has a field that is not a number. Blank lines are skipped. Errors name the file and the
+//! 1-based line.
 
 use crate::{Error, Result};
 use ndarray::Array2;
@@ -39,55 +43,62 @@ pub fn read(path: &Path, delimiter: Option<Delimiter>, header: Option<bool>) -> 
 /// Parses numeric text read from `path` (named in errors).
 pub fn parse(path: &Path, bytes: &[u8], delim: Delimiter, header: Option<bool>) -> Result<Array2<f64>> {
     let text = std::str::from_utf8(bytes).map_err(|e| Error::format(path, format!("not UTF-8 text ({e})")))?;
-    let mut lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
-    let split = |l: &str| -> Vec<String> {
-        match delim {
-            Delimiter::Char(c) => l.split(c as char).map(|s| s.trim().to_string()).collect(),
-            Delimiter::Whitespace => l.split_ascii_whitespace().map(str::to_string).collect(),
+    // (1-based line, fields) of every non-blank row.
+    let mut rows: Vec<(usize, csv::StringRecord)> = Vec::new();
+    match delim {
+        Delimiter::Char(c) => {
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(c)
+                .has_headers(false)
+                .flexible(true)
+                .trim(csv::Trim::All)
+                .from_reader(text.as_bytes());
+            for record in reader.records() {
+                let record = record.map_err(|e| match e.position() {
+                    Some(p) => Error::at_line(path, p.line() as usize, format!("not readable as CSV ({e})")),
+                    None => Error::format(path, format!("not readable as CSV ({e})")),
+                })?;
+                if record.iter().all(str::is_empty) {
+                    continue;
+                }
+                let line = record.position().map_or(rows.len() + 1, |p| p.line() as usize);
+                rows.push((line, record));
+            }
         }
-    };
-    if let Some(&(_, first)) = lines.first() {
-        let skip = header.unwrap_or_else(|| split(first).iter().any(|f| parse_num(f).is_none()));
-        if skip {
-            lines.remove(0);
+        Delimiter::Whitespace => {
+            for (i, l) in text.lines().enumerate() {
+                let fields: Vec<&str> = l.split_ascii_whitespace().collect();
+                if !fields.is_empty() {
+                    rows.push((i + 1, csv::StringRecord::from(fields)));
+                }
+            }
         }
     }
-    if lines.is_empty() {
+    if let Some((_, first)) = rows.first() {
+        let skip = header.unwrap_or_else(|| first.iter().any(|f| parse_num(f).is_none()));
+        if skip {
+            rows.remove(0);
+        }
+    }
+    if rows.is_empty() {
         return Err(Error::format(path, "no data rows (an empty file, or a header alone)"));
     }
-    let parsed: Vec<std::result::Result<Vec<f64>, Error>> = lines
+    let parsed: Vec<std::result::Result<Vec<f64>, Error>> = rows
         .par_iter()
-        .map(|&(ln, l)| {
-            let mut row = Vec::new();
-            if let Delimiter::Char(c) = delim
-                && parse_int_row(l.as_bytes(), c, &mut row)
-            {
-                return Ok(row);
-            }
-            row.clear();
-            let mut push = |f: &str| -> Result<()> {
-                let f = f.trim();
-                let v = parse_num(f).ok_or_else(|| {
-                    Error::at_line(path, ln, format!("field {} `{f}` is not a number", row.len() + 1))
-                })?;
-                row.push(v);
-                Ok(())
-            };
-            match delim {
-                Delimiter::Char(c) => l.split(c as char).try_for_each(&mut push)?,
-                Delimiter::Whitespace => l.split_ascii_whitespace().try_for_each(&mut push)?,
-            }
-            Ok(row)
+        .map(|(ln, record)| {
+            record
+                .iter()
+                .enumerate()
+                .map(|(k, f)| {
+                    parse_num(f)
+                        .ok_or_else(|| Error::at_line(path, *ln, format!("field {} `{f}` is not a number", k + 1)))
+                })
+                .collect()
         })
         .collect();
     let mut width = None;
     let mut data = Vec::new();
-    for ((ln, _), row) in lines.iter().zip(parsed) {
+    for ((ln, _), row) in rows.iter().zip(parsed) {
         let row = row?;
         let w = *width.get_or_insert(row.len());
         if row.len() != w {
@@ -102,39 +113,6 @@ pub fn parse(path: &Path, bytes: &[u8], delim: Delimiter, header: Option<bool>) 
     let w = width.unwrap_or(0);
     let n = data.len().checked_div(w).unwrap_or(0);
     Ok(Array2::from_shape_vec((n, w), data).expect("widths checked"))
-}
-
-/// Fast path for rows of plain integers (e.g. pixel values): false, with `out` partly filled, on anything
-/// else (the general parser then takes over and produces the error message if there is one).
-fn parse_int_row(line: &[u8], delim: u8, out: &mut Vec<f64>) -> bool {
-    let (mut v, mut digits, mut neg) = (0u64, 0usize, false);
-    let mut i = 0;
-    while i < line.len() {
-        let b = line[i];
-        if b.is_ascii_digit() {
-            v = v * 10 + u64::from(b - b'0');
-            digits += 1;
-            if digits > 15 {
-                return false;
-            }
-        } else if b == delim {
-            if digits == 0 {
-                return false;
-            }
-            out.push(if neg { -(v as f64) } else { v as f64 });
-            (v, digits, neg) = (0, 0, false);
-        } else if b == b'-' && digits == 0 && !neg {
-            neg = true;
-        } else {
-            return false;
-        }
-        i += 1;
-    }
-    if digits == 0 {
-        return false;
-    }
-    out.push(if neg { -(v as f64) } else { v as f64 });
-    true
 }
 
 /// A number: a fast path for plain integers, else Rust's float syntax (also `nan`/`inf`, rejected later).
@@ -168,6 +146,9 @@ mod tests {
         let a = parse(p, b"1\t2\n3\t4\n", Delimiter::Char(b'\t'), Some(true)).unwrap();
         assert_eq!(a, array![[3.0, 4.0]]);
         assert_eq!(Delimiter::for_path(Path::new("x.TSV.gz")), Delimiter::Char(b'\t'));
+        // Quoted fields (as spreadsheets write them), CRLF line ends, blank lines.
+        let a = parse(p, b"\"x\",\"y, z\"\r\n\"1.5\",\"2\"\r\n\r\n3,4\r\n", Delimiter::Char(b','), None).unwrap();
+        assert_eq!(a, array![[1.5, 2.0], [3.0, 4.0]]);
     }
 
     #[test]
