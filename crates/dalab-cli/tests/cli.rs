@@ -1735,3 +1735,82 @@ fn status_of_a_local_run_and_an_unwritable_runs_directory() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// Unmounts a tmpfs when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Every file below `dir`, recursively.
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(files_below(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+/// A real full filesystem: the quickstart sweep into a 300 KiB tmpfs fills it in its fourth trial. The runner must
+/// keep the finished trials, report the failed one with its own error (the disk-full write) and that its
+/// failed.json could not be written, stop starting trials and say so once, leave no temporary file; after the
+/// filesystem grows (remount), a rerun skips the finished trials and completes. Needs `mount` (root); elsewhere it
+/// says so and returns.
+#[test]
+fn a_full_disk_stops_the_sweep_keeps_finished_trials_and_a_rerun_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"]).arg(&runs).output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: cannot mount a tmpfs here ({mounted:?})");
+        return;
+    }
+    let _guard = Tmpfs(runs.clone());
+    let exp = repo().join("experiments/quickstart-sweep.yaml");
+    let run = || dalab(&["run", exp.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap(), "--jobs", "1"], &repo());
+    let out = run();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let exp_dir = runs.join("quickstart-sweep");
+    let done: Vec<(PathBuf, Vec<u8>)> = trial_dirs(&exp_dir)
+        .into_iter()
+        .filter(|d| d.join("result.json").is_file())
+        .map(|d| {
+            let bytes = std::fs::read(d.join("result.json")).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&bytes).expect("a finished result is whole");
+            (d, bytes)
+        })
+        .collect();
+    assert!(!done.is_empty() && done.len() < 9, "{} finished:\n{err}", done.len());
+    let failed: Vec<&str> = err.lines().filter(|l| l.contains(": FAILED: ")).collect();
+    assert_eq!(failed.len(), 1, "{err}");
+    assert!(
+        failed[0].contains("No space left on device") && failed[0].contains("not recorded in failed.json"),
+        "{}",
+        failed[0]
+    );
+    assert_eq!(err.matches("the disk is full").count(), 1, "said once:\n{err}");
+    let not_started = 9 - done.len() - 1;
+    assert!(err.contains(&format!("error: {not_started} trial(s) not started: the disk is full")), "{err}");
+    assert!(err.contains("free space and rerun"), "{err}");
+    let temps: Vec<PathBuf> =
+        files_below(&exp_dir).into_iter().filter(|p| p.to_string_lossy().contains(".tmp-")).collect();
+    assert!(temps.is_empty(), "temporary files left: {temps:?}");
+
+    let grown = Command::new("mount").args(["-o", "remount,size=64m"]).arg(&runs).status().unwrap();
+    assert!(grown.success());
+    let out = run();
+    let (_, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("done earlier, skipped").count(), done.len(), "{err}");
+    let results = trial_dirs(&exp_dir).into_iter().filter(|d| d.join("result.json").is_file()).count();
+    assert_eq!(results, 9);
+    for (d, bytes) in &done {
+        assert_eq!(&std::fs::read(d.join("result.json")).unwrap(), bytes, "{} rewritten", d.display());
+    }
+}

@@ -136,10 +136,17 @@ fn cases(dir: &Path) -> Vec<Case> {
         ),
         c("dtype_unknown.npy", replace(&npy, "<f8", "<c8"), npy_read, "dtype"),
         c("dtype_object.npy", replace(&npy, "<f8", "|O8"), npy_read, "dtype"),
-        c("shape_garbage.npy", replace(&npy, "(2, 3, )", "(2, x, )"), npy_read, "bad .npy header: could not parse"),
-        c("shape_too_big.npy", replace(&npy, "(2, 3, )", "(9, 9, )"), npy_read, "needs 648 bytes"),
-        c("fortran_flag_garbage.npy", replace(&npy, "False", "Maybe"), npy_read, "bad .npy header: could not parse"),
-        c("header_not_dict.npy", with(npy.clone(), |b| b[10] = b'['), npy_read, "bad .npy header"),
+        c("shape_garbage.npy", replace(&npy, "(2, 3)", "(2, x)"), npy_read, "bad shape"),
+        c("shape_too_big.npy", replace(&npy, "(2, 3)", "(9, 9)"), npy_read, "needs 648 bytes"),
+        c("fortran_flag_garbage.npy", replace(&npy, "False", "Maybe"), npy_read, "fortran_order"),
+        c("header_not_dict.npy", with(npy.clone(), |b| b[10] = b'['), npy_read, "header"),
+        // 27 nested brackets: npyz's PEG header parser backtracks exponentially on these (docs/datasets.md).
+        c(
+            "header_nested.npy",
+            replace(&npy, "{'descr': '<f8', 'fortran_o", "[[[[[[[[[[[[[[[[[[[[[[[[[[["),
+            npy_read,
+            "header",
+        ),
         c("header_not_utf8.npy", with(npy.clone(), |b| b[header_end - 3] = 0xff), npy_read, "header"),
         // npz
         c("npz_cut.npz", npz[..npz.len() / 2].to_vec(), matrix_read, "zip"),
@@ -149,7 +156,7 @@ fn cases(dir: &Path) -> Vec<Case> {
             "npz_member_dtype.npz",
             npz_of(&replace(&npy, "<f8", "<c8")),
             matrix_read,
-            "member `fts.npy`: unsupported dtype <c8",
+            "member `fts.npy`: unsupported dtype \"<c8\"",
         ),
         // MAT v5
         c("mat_empty.mat", vec![], mat_read, "MAT"),

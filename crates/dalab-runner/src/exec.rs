@@ -194,14 +194,23 @@ pub fn run_all(plan: &RunPlan, trials: &[Trial], obs: &mut dyn Observer) -> Resu
                 free_slots.push(r.slot);
                 let o = match outcome_of(plan, &trials[i], exit, &stderr) {
                     Ok(o) => o,
-                    // Its result could not be recorded (e.g. no space for failed.json): say so, keep going.
-                    Err(e) => {
+                    // Its failure could not be recorded (e.g. no space for failed.json): say why it failed and why
+                    // that is not on disk, keep going.
+                    Err(unrecorded) => {
+                        let (reason, e) = *unrecorded;
                         if is_disk_full(&e) {
                             disk_full = Some(e.to_string());
                         }
-                        Outcome::Failed(format!("the trial's outcome could not be recorded: {e}"))
+                        Outcome::Failed(format!("{reason} (not recorded in failed.json: {e})"))
                     }
                 };
+                // A trial that failed for lack of space but could still record it: the next ones would too.
+                if let Outcome::Failed(reason) = &o
+                    && disk_full.is_none()
+                    && DISK_FULL_TEXTS.iter().any(|t| reason.contains(t))
+                {
+                    disk_full = Some(reason.clone());
+                }
                 obs.finished(i, &trials[i], &o);
                 outcomes[i] = Some(o);
             }
@@ -216,6 +225,9 @@ pub fn run_all(plan: &RunPlan, trials: &[Trial], obs: &mut dyn Observer) -> Resu
     }
     Ok(outcomes.into_iter().map(|o| o.expect("every trial has an outcome")).collect())
 }
+
+/// How std prints ENOSPC and EDQUOT (`io::Error`'s Display on Linux), as they appear in a trial's recorded reason.
+const DISK_FULL_TEXTS: [&str; 2] = ["(os error 28)", "(os error 122)"];
 
 /// Whether `e` is a write that failed for lack of space (ENOSPC, or a disk quota).
 pub fn is_disk_full(e: &Error) -> bool {
@@ -278,7 +290,13 @@ fn spawn(
     Ok((child, err_reader))
 }
 
-fn outcome_of(plan: &RunPlan, trial: &Trial, exit: std::process::ExitStatus, stderr: &str) -> Result<Outcome> {
+/// What a finished trial process did. Err: its failure (the reason) could not be written to failed.json (the error).
+fn outcome_of(
+    plan: &RunPlan,
+    trial: &Trial,
+    exit: std::process::ExitStatus,
+    stderr: &str,
+) -> std::result::Result<Outcome, Box<(String, Error)>> {
     use std::os::unix::process::ExitStatusExt;
     let dir = trial.dir(&plan.runs_dir);
     if exit.code() == Some(EXIT_BUSY) {
@@ -297,7 +315,11 @@ fn outcome_of(plan: &RunPlan, trial: &Trial, exit: std::process::ExitStatus, std
             };
             if dir.is_dir() {
                 let rec = FailedRecord { trial: trial.id(), reason: reason.clone() };
-                write_atomic(&dir.join("failed.json"), &serde_json::to_vec_pretty(&rec).expect("serializes"))?;
+                if let Err(e) =
+                    write_atomic(&dir.join("failed.json"), &serde_json::to_vec_pretty(&rec).expect("serializes"))
+                {
+                    return Err(Box::new((reason, e)));
+                }
             }
             Ok(Outcome::Failed(reason))
         }

@@ -80,6 +80,14 @@ fn csv_gz(p: &Path) {
 }
 
 fn main() {
+    // `NPYZ_FILE=f cargo run --release`: how long npyz's header parser takes on one file (the fuzz finding).
+    if let Ok(f) = std::env::var("NPYZ_FILE") {
+        let b = std::fs::read(&f).unwrap();
+        let t = std::time::Instant::now();
+        let r = npyz::NpyFile::new(&b[..]).map(|_| ());
+        println!("npyz on {f}: {:?} after {:.1} s", r.map_err(|e| e.to_string()), t.elapsed().as_secs_f64());
+        return;
+    }
     let d = &std::env::var("DALAB_DATA").map_or_else(
         |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"),
         std::path::PathBuf::from,

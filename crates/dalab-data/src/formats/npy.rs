@@ -1,15 +1,13 @@
-//! NumPy `.npy` arrays and `.npz` archives, on the `npyz` crate (header, dtypes, byte orders, both memory orders)
-//! and the `zip` crate (the archive: stored or deflated members, zip64). What stays here is what those crates leave
-//! to the caller: the data's length checked against the header before anything is read (a truncated file, or extra
-//! bytes after the data, is an error naming both sizes), the dtype turned into `f64`, and messages that name the
-//! file and the member.
+//! NumPy `.npy` arrays (dalab's reader) and `.npz` archives (the `zip` crate: stored or deflated members, zip64,
+//! member CRCs checked; each member read by the `.npy` reader).
 //!
 //! Supported dtypes: bool, signed/unsigned ints of 1–8 bytes and floats of 4/8 bytes, either endianness, C or Fortran
-//! order. Values are returned as `f64` in row-major layout.
+//! order. Values are returned as `f64` in row-major layout. Why not the `npyz` crate for the `.npy` part: its header
+//! parser (py_literal on pest) hung on a fuzzed header (docs/datasets.md, "Which crate reads which format"); this
+//! one reads the few keys numpy writes with bounded work per byte.
 
 use crate::{Error, Result};
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
-use npyz::{DType, Order, TypeChar, WriterBuilder};
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -19,76 +17,63 @@ pub fn read_npy(path: &Path) -> Result<ArrayD<f64>> {
     parse_npy(&bytes).map_err(|m| Error::format(path, m))
 }
 
-/// Offset of the data: the magic, the version and the header length, as the format defines them (npyz reads the
-/// header but does not say where it ends).
-fn data_offset(b: &[u8]) -> std::result::Result<usize, String> {
+/// Parses `.npy` bytes; the error is a message without the file name.
+pub fn parse_npy(b: &[u8]) -> std::result::Result<ArrayD<f64>, String> {
     if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (bad magic)".into());
     }
-    let (len, start) = match b[6] {
+    let (hlen, hstart) = match b[6] {
         1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
-        2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
-        2 | 3 => return Err("truncated .npy header".into()),
+        2 | 3 => {
+            if b.len() < 12 {
+                return Err("truncated .npy header".into());
+            }
+            (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
+        }
         v => return Err(format!("unsupported .npy version {v}")),
     };
-    if b.len() < start + len {
+    if b.len() < hstart + hlen {
         return Err("truncated .npy header".into());
     }
-    Ok(start + len)
-}
-
-/// npyz's error about the header, on one line (its parser's message spans several, with a caret under the column),
-/// followed by the header text itself.
-fn header_error(b: &[u8], offset: usize, e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        // Not the blank, `|` and `<n> | <source>` lines of the pest report.
-        .filter(|l| !l.is_empty() && !l.starts_with('|'))
-        .filter(|l| l.split_once(" | ").is_none_or(|(n, _)| n.trim().parse::<u32>().is_err()))
-        .collect();
-    let start = if b[6] == 1 { 10 } else { 12 };
-    let header = String::from_utf8_lossy(&b[start..offset]);
-    let msg = lines.join(" ").replace(":  --> ", " at ").replace(" = expected", ": expected");
-    format!("bad .npy header: {msg} (header: {})", header.trim_end())
-}
-
-/// Parses `.npy` bytes; the error is a message without the file name.
-pub fn parse_npy(b: &[u8]) -> std::result::Result<ArrayD<f64>, String> {
-    let offset = data_offset(b)?;
-    let file = npyz::NpyFile::new(b).map_err(|e| header_error(b, offset, &e))?;
-    let DType::Plain(ts) = file.dtype() else {
-        return Err(format!("unsupported dtype {} (structured arrays are not read)", file.dtype().descr()));
-    };
-    let (kind, width) = (ts.type_char(), ts.size_field() as usize);
-    let ok = match kind {
-        TypeChar::Float => width == 4 || width == 8,
-        TypeChar::Int | TypeChar::Uint => matches!(width, 1 | 2 | 4 | 8),
-        TypeChar::Bool => width == 1,
-        _ => false,
-    };
-    if !ok {
-        return Err(format!("unsupported dtype {ts} (supported: bool, ints, float32, float64)"));
+    let header = std::str::from_utf8(&b[hstart..hstart + hlen]).map_err(|_| "non-UTF-8 .npy header".to_string())?;
+    let dict = header.trim_end_matches(['\n', ' ', '\x00']).trim_start();
+    if !(dict.starts_with('{') && dict.ends_with('}')) {
+        return Err("the .npy header is not a Python dict literal `{...}`".into());
     }
-    let shape: Vec<usize> = file
-        .shape()
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("bad shape {:?}", file.shape())))
+    let descr = dict_value(header, "descr").ok_or("no 'descr' in the .npy header")?;
+    let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
+    let fortran = match dict_value(header, "fortran_order").ok_or("no 'fortran_order' in the .npy header")?.trim() {
+        "True" => true,
+        "False" => false,
+        other => return Err(format!("fortran_order must be True or False in the .npy header, got `{other}`")),
+    };
+    let shape_s = dict_value(header, "shape").ok_or("no 'shape' in the .npy header")?;
+    let shape: Vec<usize> = shape_s
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad shape {shape_s}")))
         .collect::<std::result::Result<_, _>>()?;
+    let (be, kind, width) = parse_descr(descr)?;
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
     let need = count.saturating_mul(width);
-    let have = b.len() - offset;
-    if have < need {
-        return Err(format!("truncated .npy data: shape {shape:?} of {ts} needs {need} bytes, file has {have}"));
-    }
-    if have > need {
+    let data = &b[hstart + hlen..];
+    if data.len() < need {
         return Err(format!(
-            "{have} bytes after the .npy header, but shape {shape:?} of {ts} is {need} (corrupt header or extra data)"
+            "truncated .npy data: shape {shape:?} of {descr} needs {need} bytes, file has {}",
+            data.len()
         ));
     }
-    let fortran = file.order() == Order::Fortran;
-    let values = decode(file, kind, width).map_err(|e| format!("bad .npy data: {e}"))?;
+    if data.len() > need {
+        return Err(format!(
+            "{} bytes after the .npy header, but shape {shape:?} of {descr} is {need} (corrupt header or extra data)",
+            data.len()
+        ));
+    }
+    let values = decode(&data[..need], be, kind, width)?;
     let a = if fortran {
         ArrayD::from_shape_vec(IxDyn(&shape).f(), values)
     } else {
@@ -98,24 +83,71 @@ pub fn parse_npy(b: &[u8]) -> std::result::Result<ArrayD<f64>, String> {
     Ok(a.as_standard_layout().into_owned())
 }
 
-/// The values of `file` (a checked plain dtype) as `f64`, by npyz in the type of the dtype (npyz swaps the bytes).
-fn decode(file: npyz::NpyFile<&[u8]>, kind: TypeChar, width: usize) -> std::io::Result<Vec<f64>> {
-    fn all<T: npyz::Deserialize>(file: npyz::NpyFile<&[u8]>, f: impl Fn(T) -> f64) -> std::io::Result<Vec<f64>> {
-        Ok(file.into_vec::<T>()?.into_iter().map(f).collect())
+/// The text after `'key':` in a Python dict literal, up to the next top-level comma.
+fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let pat1 = format!("'{key}':");
+    let pat2 = format!("\"{key}\":");
+    let i = header.find(&pat1).map(|i| i + pat1.len()).or_else(|| header.find(&pat2).map(|i| i + pat2.len()))?;
+    let rest = &header[i..];
+    let mut depth = 0i32;
+    for (j, c) in rest.char_indices() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth -= 1,
+            ',' | '}' if depth == 0 => return Some(&rest[..j]),
+            _ => {}
+        }
     }
-    match (kind, width) {
-        (TypeChar::Bool, _) => all(file, |v: bool| f64::from(u8::from(v))),
-        (TypeChar::Uint, 1) => all(file, |v: u8| f64::from(v)),
-        (TypeChar::Int, 1) => all(file, |v: i8| f64::from(v)),
-        (TypeChar::Int, 2) => all(file, |v: i16| f64::from(v)),
-        (TypeChar::Uint, 2) => all(file, |v: u16| f64::from(v)),
-        (TypeChar::Int, 4) => all(file, |v: i32| f64::from(v)),
-        (TypeChar::Uint, 4) => all(file, |v: u32| f64::from(v)),
-        (TypeChar::Int, _) => all(file, |v: i64| v as f64),
-        (TypeChar::Uint, _) => all(file, |v: u64| v as f64),
-        (TypeChar::Float, 4) => all(file, |v: f32| f64::from(v)),
-        _ => all(file, |v: f64| v),
+    Some(rest)
+}
+
+/// (big endian, kind letter, byte width) of a simple dtype string like `<f4`, `|u1`, `>i8`, `|b1`.
+fn parse_descr(d: &str) -> std::result::Result<(bool, char, usize), String> {
+    let mut chars = d.chars();
+    let (be, rest) = match chars.next() {
+        Some('<') | Some('|') | Some('=') => (false, chars.as_str()),
+        Some('>') => (true, chars.as_str()),
+        _ => (false, d),
+    };
+    let mut rc = rest.chars();
+    let kind = rc.next().ok_or_else(|| format!("unsupported dtype {d:?}"))?;
+    let width: usize = rc.as_str().parse().map_err(|_| format!("unsupported dtype {d:?}"))?;
+    let ok = match kind {
+        'f' => width == 4 || width == 8,
+        'i' | 'u' => matches!(width, 1 | 2 | 4 | 8),
+        'b' => width == 1,
+        _ => false,
+    };
+    if !ok {
+        return Err(format!("unsupported dtype {d:?} (supported: bool, ints, float32, float64)"));
     }
+    Ok((be, kind, width))
+}
+
+fn decode(b: &[u8], be: bool, kind: char, width: usize) -> std::result::Result<Vec<f64>, String> {
+    macro_rules! conv {
+        ($t:ty, $w:expr) => {
+            b.chunks_exact($w)
+                .map(|c| {
+                    let a: [u8; $w] = c.try_into().unwrap();
+                    (if be { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f64
+                })
+                .collect()
+        };
+    }
+    Ok(match (kind, width) {
+        ('b', 1) | ('u', 1) => b.iter().map(|&v| v as f64).collect(),
+        ('i', 1) => b.iter().map(|&v| v as i8 as f64).collect(),
+        ('i', 2) => conv!(i16, 2),
+        ('u', 2) => conv!(u16, 2),
+        ('i', 4) => conv!(i32, 4),
+        ('u', 4) => conv!(u32, 4),
+        ('i', 8) => conv!(i64, 8),
+        ('u', 8) => conv!(u64, 8),
+        ('f', 4) => conv!(f32, 4),
+        ('f', 8) => conv!(f64, 8),
+        _ => return Err(format!("unsupported dtype {kind}{width}")),
+    })
 }
 
 /// Writes a little-endian C-order `.npy` file (`float32` when `f32` is true, else `float64`).
@@ -123,18 +155,27 @@ pub fn write_npy(path: &Path, a: &ArrayD<f64>, f32: bool) -> Result<()> {
     std::fs::write(path, npy_bytes(a, f32)).map_err(|e| Error::io(path, e))
 }
 
-/// The bytes of a `.npy` file holding `a` (npyz's writer).
+/// The bytes of a `.npy` file holding `a`.
 pub fn npy_bytes(a: &ArrayD<f64>, f32: bool) -> Vec<u8> {
-    fn write<T: npyz::AutoSerialize>(shape: &[u64], values: impl Iterator<Item = T>) -> std::io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut w = npyz::WriteOptions::new().default_dtype().shape(shape).writer(&mut out).begin_nd()?;
-        w.extend(values)?;
-        w.finish()?;
-        Ok(out)
+    let shape: Vec<String> = a.shape().iter().map(|d| d.to_string()).collect();
+    let shape = if shape.len() == 1 { format!("({},)", shape[0]) } else { format!("({})", shape.join(", ")) };
+    let mut h =
+        format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", if f32 { "<f4" } else { "<f8" });
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
     }
-    let shape: Vec<u64> = a.shape().iter().map(|&d| d as u64).collect();
-    let bytes = if f32 { write(&shape, a.iter().map(|&v| v as f32)) } else { write(&shape, a.iter().copied()) };
-    bytes.expect("writing into memory does not fail")
+    h.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend_from_slice(h.as_bytes());
+    for v in a.iter() {
+        if f32 {
+            out.extend_from_slice(&(*v as f32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
 }
 
 /// The members of an `.npz` archive (names without the `.npy` suffix, in archive order).
