@@ -33,11 +33,23 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Image, String> {
     }
 }
 
+/// The most bytes one decoded image may take (256 MiB).
+const PIXEL_BYTES_LIMIT: usize = 1 << 28;
+
 fn decode_png(bytes: &[u8]) -> std::result::Result<Image, String> {
     let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
     dec.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut r = dec.read_info().map_err(|e| format!("bad PNG ({e})"))?;
-    let mut buf = vec![0u8; r.output_buffer_size().ok_or("PNG too large")?];
+    // A corrupt header must not ask for gigabytes (the JPEG decoder's cap; found by `fuzz/`, target png_tar).
+    let size = r.output_buffer_size().ok_or("PNG too large")?;
+    if size > PIXEL_BYTES_LIMIT {
+        let i = r.info();
+        return Err(format!(
+            "PNG of {}x{} pixels would decode to {size} bytes, above the 256 MiB limit",
+            i.width, i.height
+        ));
+    }
+    let mut buf = vec![0u8; size];
     let info = r.next_frame(&mut buf).map_err(|e| format!("bad PNG ({e})"))?;
     let (w, h) = (info.width as usize, info.height as usize);
     let src_c = info.color_type.samples();
@@ -55,7 +67,7 @@ fn decode_png(bytes: &[u8]) -> std::result::Result<Image, String> {
 
 fn decode_jpeg(bytes: &[u8]) -> std::result::Result<Image, String> {
     let mut d = jpeg_decoder::Decoder::new(bytes);
-    d.set_max_decoding_buffer_size(1 << 28); // a corrupt header must not ask for gigabytes
+    d.set_max_decoding_buffer_size(PIXEL_BYTES_LIMIT); // a corrupt header must not ask for gigabytes
     let px = d.decode().map_err(|e| format!("bad JPEG ({e})"))?;
     let info = d.info().ok_or("bad JPEG (no header)")?;
     let (w, h) = (info.width as usize, info.height as usize);
