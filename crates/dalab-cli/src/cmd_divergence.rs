@@ -37,6 +37,14 @@ pub struct DivergenceArgs {
     /// Variable to read from .mat/.npz files (default: the only or the obvious one).
     #[arg(long)]
     pub key: Option<String>,
+    /// Variable of the labels in .mat/.npz files, used only to check the orientation (default: `labels`,
+    /// `label`, `Y`, `y` or `gnd` when the file has one): a label count that fits only the columns is an error.
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// How the files store their samples: `rows` (one sample per row) or `samples-as-columns` (the JDA/GFK MAT
+    /// releases: transposed when read).
+    #[arg(long, default_value = "rows", value_parser = ["rows", "samples-as-columns"])]
+    pub layout: String,
     /// Metrics to compute.
     #[arg(long, value_delimiter = ',', default_value = "mmd,a-distance,coral")]
     pub metrics: Vec<String>,
@@ -227,9 +235,13 @@ fn read_files(args: &DivergenceArgs) -> anyhow::Result<Vec<(String, Array2<f64>)
         (Some(s), Some(t)) => vec![("source".to_string(), s.clone()), ("target".to_string(), t.clone())],
         _ => args.domain.iter().map(|d| parse_named_path(d)).collect::<Result<_, _>>()?,
     };
+    let layout = match args.layout.as_str() {
+        "samples-as-columns" => dalab_data::features::Layout::SamplesAsColumns,
+        _ => dalab_data::features::Layout::Rows,
+    };
     let mut matrices = Vec::with_capacity(files.len());
     for (name, path) in &files {
-        let x = dalab_data::features::read_matrix(path, args.key.as_deref())
+        let x = dalab_data::features::read_samples(path, args.key.as_deref(), args.labels.as_deref(), layout)
             .with_context(|| format!("reading domain `{name}` from {}", path.display()))?;
         matrices.push((name.clone(), x));
     }

@@ -631,6 +631,35 @@ fn divergence_between_feature_files() {
     assert_eq!(out.status.code(), Some(1), "{so}\n{se}");
     assert!(!se.contains("panicked"));
     assert!(se.contains("800") && se.contains("256"), "{se}");
+
+    // The JDA digits store one sample per column: measured as rows, the 2000 labels fit only the columns, and the
+    // error says so; with `--layout samples-as-columns` the 2000 MNIST and 1800 USPS digits are the samples.
+    let jda = data.join("digits/jda_mnist_usps");
+    let args = |layout: &str| {
+        let mut a: Vec<String> = ["divergence", "--key", "X_src", "--metrics", "coral", "--layout", layout]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        for (n, f) in [("M", "MNIST_vs_USPS.mat"), ("U", "USPS_vs_MNIST.mat")] {
+            a.extend(["--domain".to_string(), format!("{n}={}", jda.join(f).display())]);
+        }
+        a.extend(["--out-dir".to_string(), tmp.path().to_str().unwrap().to_string()]);
+        a
+    };
+    let run = |layout: &str| {
+        let a = args(layout);
+        dalab(&a.iter().map(String::as_str).collect::<Vec<_>>(), &repo())
+    };
+    let out = run("rows");
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{so}\n{se}");
+    assert!(se.contains("2000 labels (`Y_src`) for 256 samples of 2000 features"), "{se}");
+    assert!(se.contains("give the layout `samples-as-columns`"), "{se}");
+    let out = run("samples-as-columns");
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{so}\n{se}");
+    let json = read_json(&tmp.path().join("divergence.json")).to_string();
+    assert!(json.contains("2000") && json.contains("1800"), "sample counts in the report: {json}");
 }
 
 /// Two image-folder domains under `dir`: 2 classes × 12 RGB 8×8 PNGs each; class 0 reddish, class 1 bluish, with

@@ -87,6 +87,60 @@ pub fn read_matrix(path: &Path, key: Option<&str>) -> Result<Array2<f64>> {
     Err(Error::format(path, "unknown matrix format (want .npy, .npz, .mat, .h5, .csv, .tsv, .txt, optionally .gz)"))
 }
 
+/// Variable names taken as the labels of a .mat/.npz when no key is given ([`read_samples`]).
+const OBVIOUS_LABEL_KEYS: [&str; 5] = ["labels", "label", "Y", "y", "gnd"];
+
+/// A features matrix with one sample per row, for tools that need no labels (`dalab divergence`): `layout`
+/// says how the file stores its samples, and when a .mat/.npz also holds labels (the variable `labels`, else
+/// `Y_src` for the features `X_src`, else one named `labels`, `label`, `Y`, `y` or `gnd`) their count must match the samples — a file that stores one
+/// sample per column is then an error that says so, not a transposed matrix measured in silence.
+pub fn read_samples(path: &Path, key: Option<&str>, labels: Option<&str>, layout: Layout) -> Result<Array2<f64>> {
+    let x = read_matrix(path, key)?;
+    let x = match layout {
+        Layout::Rows => x,
+        Layout::SamplesAsColumns => x.reversed_axes().as_standard_layout().to_owned(),
+    };
+    let name = crate::formats::lower_name(path);
+    let keyed = name.ends_with(".mat") || name.ends_with(".npz");
+    if labels.is_some() && !keyed {
+        return Err(Error::format(path, "a labels variable needs a .mat or .npz file"));
+    }
+    let label_key = match labels {
+        Some(k) => Some(k.to_string()),
+        None if keyed => {
+            let names: Vec<String> = if name.ends_with(".mat") {
+                crate::formats::mat::MatFile::open(path)?.vars.into_iter().map(|v| v.name).collect()
+            } else {
+                crate::formats::npy::Npz::open(path)?.arrays.into_iter().map(|(n, _)| n).collect()
+            };
+            // The features' counterpart first (`X_src` → `Y_src`, the JDA/GFK naming), then the obvious names.
+            let counterpart = key.and_then(|k| k.strip_prefix(['X', 'x']).map(|rest| format!("Y{rest}")));
+            let mut wanted: Vec<String> = counterpart.into_iter().collect();
+            wanted.extend(OBVIOUS_LABEL_KEYS.iter().map(|k| k.to_string()));
+            wanted.into_iter().find(|k| names.contains(k) && Some(k.as_str()) != key)
+        }
+        None => None,
+    };
+    let Some(lk) = label_key else { return Ok(x) };
+    let count = read_matrix(path, Some(&lk))?.len();
+    if count == x.nrows() {
+        return Ok(x);
+    }
+    let hint = match layout {
+        Layout::Rows if count == x.ncols() => {
+            "; the file stores one sample per column: give the layout `samples-as-columns`".to_string()
+        }
+        Layout::SamplesAsColumns if count == x.ncols() => {
+            "; the file stores one sample per row: drop the layout `samples-as-columns`".to_string()
+        }
+        _ => String::new(),
+    };
+    Err(Error::format(
+        path,
+        format!("{count} labels (`{lk}`) for {} samples of {} features{hint}", x.nrows(), x.ncols()),
+    ))
+}
+
 /// How a features matrix stores its samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -317,6 +371,37 @@ mod tests {
     use super::*;
     use crate::formats::{mat, npy};
     use ndarray::array;
+
+    #[test]
+    fn read_samples_checks_the_orientation_against_the_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        // 3 samples of 4 features stored one per column (4 × 3), with 3 labels: the JDA/GFK layout.
+        let cols = array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0], [1.5, 2.5, 3.5]];
+        let y = array![[1.0], [2.0], [3.0]];
+        let f = dir.path().join("usps.mat");
+        mat::write(&f, &[("X", &cols, mat::WriteClass::Double), ("Y", &y, mat::WriteClass::Double)], false).unwrap();
+        let e = read_samples(&f, Some("X"), None, Layout::Rows).unwrap_err().to_string();
+        assert!(e.contains("usps.mat") && e.contains("3 labels (`Y`) for 4 samples of 3 features"), "{e}");
+        assert!(e.contains("one sample per column: give the layout `samples-as-columns`"), "{e}");
+        let x = read_samples(&f, Some("X"), None, Layout::SamplesAsColumns).unwrap();
+        assert_eq!(x.shape(), &[3, 4]);
+        assert_eq!(x.row(1).to_vec(), vec![2.0, 5.0, 8.0, 2.5]);
+        // Rows already: the obvious labels fit, nothing changes; a named labels variable is used and checked.
+        let rows = cols.t().to_owned();
+        let g = dir.path().join("rows.npz");
+        npy::write_npz(&g, &[("x", &rows.clone().into_dyn()), ("gnd", &array![1.0, 2.0, 3.0].into_dyn())], false)
+            .unwrap();
+        assert_eq!(read_samples(&g, Some("x"), None, Layout::Rows).unwrap(), rows);
+        let e = read_samples(&g, Some("x"), None, Layout::SamplesAsColumns).unwrap_err().to_string();
+        assert!(e.contains("drop the layout `samples-as-columns`"), "{e}");
+        let e = read_samples(&g, Some("x"), Some("nope"), Layout::Rows).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+        // No labels in the file, or a format without variables: no check.
+        let h = dir.path().join("x.npy");
+        npy::write_npy(&h, &cols.clone().into_dyn(), false).unwrap();
+        assert_eq!(read_samples(&h, None, None, Layout::Rows).unwrap(), cols);
+        assert!(read_samples(&h, None, Some("y"), Layout::Rows).is_err());
+    }
 
     #[test]
     fn read_matrix_every_format_and_key_errors() {

@@ -273,7 +273,9 @@ fn merge(base: &mut Value, over: Value) {
     }
 }
 
-fn load_tree(path: &Path, depth: usize, chain: &mut Vec<PathBuf>) -> Result<Value> {
+/// The merged tree of `path` and the files it extends; `texts` receives each file's (name, text), the child
+/// first.
+fn load_tree(path: &Path, depth: usize, chain: &mut Vec<PathBuf>, texts: &mut Vec<(String, String)>) -> Result<Value> {
     let origin = path.display().to_string();
     let canon = path.canonicalize().map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
     if chain.contains(&canon) {
@@ -285,6 +287,7 @@ fn load_tree(path: &Path, depth: usize, chain: &mut Vec<PathBuf>) -> Result<Valu
     chain.push(canon);
     let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
     let mut tree = yaml_to_tree(&text, &origin)?;
+    texts.push((origin.clone(), text));
     let ext = tree.as_object_mut().expect("checked").remove("extends");
     match ext {
         None => Ok(tree),
@@ -293,7 +296,7 @@ fn load_tree(path: &Path, depth: usize, chain: &mut Vec<PathBuf>) -> Result<Valu
             if !base_path.is_file() {
                 return Err(Error::Config(format!("{origin}: extends: no such file {}", base_path.display())));
             }
-            let mut base = load_tree(&base_path, depth + 1, chain)?;
+            let mut base = load_tree(&base_path, depth + 1, chain, texts)?;
             merge(&mut base, tree);
             Ok(base)
         }
@@ -390,8 +393,47 @@ pub fn load_experiment(path: &Path, sets: &[String], registry: &Registry) -> Res
             with_registry(registry, || from_yaml(&text));
         parsed.map_err(|e| Error::Config(located(&text, &origin, &e, registry)))?;
     }
-    let mut tree = load_tree(path, 0, &mut Vec::new())?;
-    build(&mut tree, &origin, sets, registry)
+    let mut texts = Vec::new();
+    let mut tree = load_tree(path, 0, &mut Vec::new(), &mut texts)?;
+    build(&mut tree, &origin, sets, registry).map_err(|e| match e {
+        Error::Config(m) if texts.len() > 1 => Error::Config(attribute(&m, &origin, &texts)),
+        e => e,
+    })
+}
+
+/// An error `origin: key.path: message` of a merged experiment, told at the file of the chain that sets
+/// `key.path` (the child first, as the child's value wins), with that value's line and column; unchanged
+/// when no file sets it (a default, a missing key).
+fn attribute(m: &str, origin: &str, texts: &[(String, String)]) -> String {
+    let Some((path, msg)) = m.strip_prefix(origin).and_then(|r| r.strip_prefix(": ")).and_then(|r| r.split_once(": "))
+    else {
+        return m.to_string();
+    };
+    let indexed: Vec<(&str, Vec<crate::yaml_index::Node>)> =
+        texts.iter().map(|(f, t)| (f.as_str(), crate::yaml_index::index(t))).collect();
+    // The exact key first; else the deepest key above it that a file sets (a mapping given whole).
+    let exact = indexed.iter().find_map(|(f, nodes)| {
+        // A wrong value is shown at the value, an unknown key at the key.
+        let value = nodes.iter().find(|n| n.path == path && n.is_key == msg.starts_with("unknown field"));
+        value.or_else(|| nodes.iter().find(|n| n.path == path)).map(|n| (*f, n))
+    });
+    let above = || {
+        indexed
+            .iter()
+            .filter_map(|(f, nodes)| {
+                let n = nodes
+                    .iter()
+                    .filter(|n| path.strip_prefix(n.path.as_str()).is_some_and(|r| r.starts_with(['.', '['])))
+                    .max_by_key(|n| n.path.len())?;
+                Some((*f, n))
+            })
+            .max_by_key(|(_, n)| n.path.len())
+    };
+    match exact.or_else(above) {
+        Some((f, n)) if f == origin => format!("{f}:{}:{}: {path}: {msg}", n.line, n.col),
+        Some((f, n)) => format!("{f}:{}:{}: {path}: {msg} (in the file `{origin}` extends)", n.line, n.col),
+        None => m.to_string(),
+    }
 }
 
 /// Parses an experiment from YAML text (no `extends`), with `--set` overrides.
@@ -511,6 +553,14 @@ fn located(text: &str, origin: &str, e: &serde_saphyr::Error, registry: &Registr
 
 /// Turns a serde-saphyr error into one line: `file:line:col: key.path: message`.
 fn yaml_error_line(text: &str, origin: &str, e: &serde_saphyr::Error) -> String {
+    let line = yaml_error_line_plain(text, origin, e);
+    match look_alike_hint(&line) {
+        Some(hint) => format!("{line} ({hint})"),
+        None => line,
+    }
+}
+
+fn yaml_error_line_plain(text: &str, origin: &str, e: &serde_saphyr::Error) -> String {
     let mut msg = first_line(e).trim().to_string();
     if msg.is_empty() {
         msg = "invalid YAML".into();
@@ -531,6 +581,9 @@ fn yaml_error_line(text: &str, origin: &str, e: &serde_saphyr::Error) -> String 
     match e.location() {
         Some(loc) if loc.line() > 0 => {
             let (mut line, mut col) = (loc.line() as usize, loc.column() as usize);
+            if let Some(r) = refine(text, line, col, &msg) {
+                return r.line(origin);
+            }
             // Located at a key whose value holds the unknown field (a buffered tagged enum): name the field.
             let below = unknown_field(&msg).and_then(|f| crate::yaml_index::field_below(text, line, col, f));
             // A tag: the key or value it is on, in flow style too.
@@ -554,6 +607,138 @@ fn yaml_error_line(text: &str, origin: &str, e: &serde_saphyr::Error) -> String 
         }
         _ => format!("{origin}: {msg}"),
     }
+}
+
+/// A serde-saphyr error made precise with the text's index; see [`refine`].
+struct Refined {
+    /// Where the wrong node starts (None: the error concerns the whole document).
+    at: Option<(usize, usize)>,
+    path: String,
+    msg: String,
+}
+
+impl Refined {
+    fn line(&self, origin: &str) -> String {
+        let path = if self.path.is_empty() { String::new() } else { format!("{}: ", self.path) };
+        match self.at {
+            Some((l, c)) => format!("{origin}:{l}:{c}: {path}{}", self.msg),
+            None => format!("{origin}: {path}{}", self.msg),
+        }
+    }
+}
+
+/// The cases where serde-saphyr's position or wording does not name the wrong key:
+/// - `missing field`: located at the last key of the mapping that lacks it (or at the key of a buffered tagged
+///   enum holding it): names the missing key's own path and the mapping it belongs in;
+/// - a type or value error inside a buffered tagged enum (`backbone: {kind: mlp, hidden: 15}`), located at the
+///   enum's key: names the value inside it that has the unexpected type (`model.backbone.hidden`);
+/// - `expected string scalar` (a list or mapping where one value belongs) and `invalid u64` (no value shown):
+///   say what was found;
+/// - a duplicate key: where it was first given, without serde-saphyr's advice about its own options;
+/// - an unknown name with characters that are not ASCII (a homoglyph, an invisible character): says which, and
+///   the ASCII name it looks like.
+fn refine(text: &str, line: usize, col: usize, msg: &str) -> Option<Refined> {
+    use crate::yaml_index::{Kind, key_and_value, parent, values_inside};
+    let nodes = crate::yaml_index::index(text);
+    let at_key = key_and_value(&nodes, line, col);
+    let innermost = || nodes.iter().rfind(|n| n.line == line && n.col == col);
+    if let Some(field) = msg.strip_prefix("missing field `").and_then(|f| f.strip_suffix('`')) {
+        let (k, v) = at_key?;
+        let owner = if v.kind == Kind::Map { k.path.as_str() } else { parent(&k.path) };
+        let path = if owner.is_empty() { field.to_string() } else { format!("{owner}.{field}") };
+        return Some(match nodes.iter().find(|n| n.is_key && n.path == owner) {
+            Some(o) => Refined { at: Some((o.line, o.col)), path, msg: format!("missing (required in `{owner}`)") },
+            None => Refined { at: None, path, msg: "missing (a required top-level key)".into() },
+        });
+    }
+    if let Some(rest) = msg.strip_prefix("invalid type: ").or_else(|| msg.strip_prefix("invalid value: "))
+        && let Some((k, v)) = at_key
+        && v.kind == Kind::Map
+    {
+        let unexpected = rest.split(", expected ").next().unwrap_or(rest);
+        let wanted = match unexpected {
+            "sequence" => Some(Kind::Seq),
+            "map" => Some(Kind::Map),
+            u => u
+                .split_once(['`', '"'])
+                .map(|(_, v)| Kind::Scalar(v.trim_end_matches(['`', '"']).replace("\\\"", "\"").to_string())),
+        }?;
+        let hits: Vec<&crate::yaml_index::Node> = values_inside(&nodes, &k.path).filter(|n| n.kind == wanted).collect();
+        return match hits[..] {
+            [] => None,
+            [hit] => Some(Refined { at: Some((hit.line, hit.col)), path: hit.path.clone(), msg: msg.to_string() }),
+            // Several values fit the description: name them all rather than guess.
+            _ => {
+                let list: Vec<String> = hits.iter().map(|h| format!("{} at {}:{}", h.path, h.line, h.col)).collect();
+                let msg = format!("{msg} (one of: {})", list.join(", "));
+                Some(Refined { at: Some((line, col)), path: k.path.clone(), msg })
+            }
+        };
+    }
+    if msg == "expected string scalar" {
+        let n = innermost()?;
+        let found = match n.kind {
+            Kind::Seq => "a sequence",
+            Kind::Map => "a mapping",
+            _ => return None,
+        };
+        let msg = format!("invalid type: {found}, expected a single value (a number, string or boolean)");
+        return Some(Refined { at: Some((line, col)), path: n.path.clone(), msg });
+    }
+    if let Some(ty) = msg.strip_prefix("invalid ").filter(|t| !t.contains(' ')) {
+        let n = innermost()?;
+        let Kind::Scalar(v) = &n.kind else { return None };
+        let expected = match ty {
+            t if t.starts_with('u') => "a non-negative integer",
+            t if t.starts_with('i') => "an integer",
+            "bool" => "true or false",
+            _ => return None,
+        };
+        let msg = format!("invalid {ty}: expected {expected}, got `{v}`");
+        return Some(Refined { at: Some((line, col)), path: n.path.clone(), msg });
+    }
+    if msg.starts_with("duplicate mapping key") {
+        let n = nodes.iter().find(|n| n.is_key && n.line == line && n.col == col)?;
+        let first = nodes.iter().find(|o| o.is_key && o.path == n.path)?;
+        let msg = format!("duplicate key (first given at line {}:{})", first.line, first.col);
+        return Some(Refined { at: Some((line, col)), path: n.path.clone(), msg });
+    }
+    None
+}
+
+/// For a message about an unknown name (`unknown field`, `unknown method`, `unknown variant`) whose name holds
+/// characters that are not printable ASCII: which ones, and the expected name it is a look-alike of, if any.
+/// Names of domains and tasks may be any Unicode; keys, methods and variants are ASCII.
+pub(crate) fn look_alike_hint(msg: &str) -> Option<String> {
+    let (name, rest) = ["unknown field `", "unknown method `", "unknown variant `"]
+        .iter()
+        .find_map(|p| msg.split_once(p))
+        .and_then(|(_, rest)| rest.split_once('`'))?;
+    // The names the message offers (`expected one of a, b` or `(registered: a, b)`).
+    let expected: Vec<&str> =
+        rest.split([',', ' ', '(', ')', ':', '`']).filter(|w| !w.is_empty() && w.is_ascii()).collect();
+    let odd: Vec<(usize, char)> = name.chars().enumerate().filter(|(_, c)| !c.is_ascii_graphic()).collect();
+    if odd.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = odd.iter().map(|(i, c)| format!("U+{:04X} at character {}", *c as u32, i + 1)).collect();
+    let mut hint = format!("the name holds characters that are not ASCII: {}", list.join(", "));
+    // Invisible characters dropped, or look-alikes in their places: the expected name it matches.
+    let visible: String = name.chars().filter(|c| !is_invisible(*c)).collect();
+    let chars: Vec<char> = visible.chars().collect();
+    let like = expected.iter().find(|e| {
+        let ec: Vec<char> = e.chars().collect();
+        ec.len() == chars.len() && ec.iter().zip(&chars).all(|(a, b)| a == b || !b.is_ascii())
+    });
+    if let Some(e) = like {
+        hint.push_str(&format!("; did you mean `{e}`?"));
+    }
+    Some(hint)
+}
+
+/// Zero-width and formatting characters that show as nothing.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' | '\u{202A}'..='\u{202E}')
 }
 
 /// `X` of a message `unknown field `X`...`.
@@ -695,5 +880,61 @@ mod tests {
         assert!(e.starts_with("x.yaml:2:43: schedule.bta: unknown field `bta`, expected one of alpha, beta"), "{e}");
         let e = err("name: t\nmodel:\n  backbone: {kind: mlp, hidden: [3], hiden: [4]}\n");
         assert!(e.starts_with("x.yaml:3:38: model.backbone.hiden: unknown field `hiden`"), "{e}");
+    }
+
+    #[test]
+    fn yaml_errors_inside_tagged_enums_missing_keys_and_wrong_shapes() {
+        let err = |text: &str| {
+            let e = from_yaml::<ExperimentConfig>(text).unwrap_err();
+            yaml_error_line(text, "x.yaml", &e)
+        };
+        // A type error inside a buffered tagged enum: serde-saphyr locates it at `backbone`.
+        let e = err("name: t\nmodel:\n  backbone: {kind: mlp, hidden: 15}\n");
+        assert_eq!(e, "x.yaml:3:33: model.backbone.hidden: invalid type: integer `15`, expected a sequence");
+        let e = err("name: t\nmodel:\n  backbone:\n    kind: mlp\n    hidden: [15, abc]\n");
+        assert!(e.starts_with("x.yaml:5:18: model.backbone.hidden[1]: invalid type: string \"abc\""), "{e}");
+        let e = err("name: t\nmodel:\n  backbone: {kind: mlp, hidden: [4], activation: 3}\n");
+        assert!(e.starts_with("x.yaml:3:50: model.backbone.activation: invalid type: integer `3`"), "{e}");
+        let e = err("name: t\nmodel:\n  backbone: {kind: mlp, hidden: [3], activation: 3}\n");
+        assert!(
+            e.starts_with("x.yaml:3:3: model.backbone: invalid type: integer `3`, expected string or map (one of: model.backbone.hidden[0] at 3:34, model.backbone.activation at 3:50)"),
+            "{e}"
+        );
+        // A missing key: the key's own path, and the mapping it belongs in (not the mapping's last key).
+        let e = err("name: t\ndataset: {seed: 3}\ndevice: cpu\n");
+        assert_eq!(e, "x.yaml:2:1: dataset.name: missing (required in `dataset`)");
+        let e = err("dataset: {name: moons}\ndevice: cpu\n");
+        assert_eq!(e, "x.yaml: name: missing (a required top-level key)");
+        let e = err("name: t\nmodel:\n  backbone: {kind: mlp}\n");
+        assert_eq!(e, "x.yaml:3:3: model.backbone.hidden: missing (required in `model.backbone`)");
+        // A list or a mapping where one value belongs, a number that is not one, a duplicate key.
+        let e = err("name: t\ntrain:\n  batch_size: [32]\n");
+        assert_eq!(
+            e,
+            "x.yaml:3:15: train.batch_size: invalid type: a sequence, expected a single value (a number, string or boolean)"
+        );
+        let e = err("name: t\ntrain: {iterations: -5}\n");
+        assert_eq!(e, "x.yaml:2:21: train.iterations: invalid u64: expected a non-negative integer, got `-5`");
+        let e = err("name: t\ndevice: cpu\nseeds: [1]\ndevice: cuda\n");
+        assert_eq!(e, "x.yaml:4:1: device: duplicate key (first given at line 2:1)");
+    }
+
+    #[test]
+    fn look_alike_names_are_pointed_out() {
+        let hint = look_alike_hint(
+            "methods.sour\u{441}e-only: unknown method `sour\u{441}e-only` (registered: dann, source-only)",
+        );
+        assert_eq!(
+            hint.as_deref(),
+            Some("the name holds characters that are not ASCII: U+0441 at character 5; did you mean `source-only`?")
+        );
+        let hint = look_alike_hint("x: unknown field `tr\u{200b}ade_off`, expected one of trade_off, discriminator");
+        assert_eq!(
+            hint.as_deref(),
+            Some("the name holds characters that are not ASCII: U+200B at character 3; did you mean `trade_off`?")
+        );
+        assert_eq!(look_alike_hint("x: unknown field `gama`, expected one of gamma"), None, "ASCII: no hint");
+        let hint = look_alike_hint("x: unknown field `\u{e9}t\u{e9}`, expected one of a").unwrap();
+        assert!(!hint.contains("did you mean"), "{hint}");
     }
 }

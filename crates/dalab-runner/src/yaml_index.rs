@@ -13,6 +13,16 @@ pub(crate) struct Node {
     pub line: usize,
     pub col: usize,
     pub is_key: bool,
+    pub kind: Kind,
+}
+
+/// What a node is: a scalar (its text), the start of a mapping or a sequence, or an alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Scalar(String),
+    Map,
+    Seq,
+    Alias,
 }
 
 enum Frame {
@@ -34,10 +44,11 @@ pub(crate) fn index(text: &str) -> Vec<Node> {
     for item in Parser::new_from_str(text) {
         let Ok((event, span)) = item else { break };
         let (line, col) = (span.start.line(), span.start.col() + 1);
-        let (is_start, scalar) = match &event {
-            Event::Scalar(v, ..) => (false, Some(v.to_string())),
-            Event::Alias(_) => (false, None),
-            Event::MappingStart(..) | Event::SequenceStart(..) => (true, None),
+        let (is_start, scalar, kind) = match &event {
+            Event::Scalar(v, ..) => (false, Some(v.to_string()), Kind::Scalar(v.to_string())),
+            Event::Alias(_) => (false, None, Kind::Alias),
+            Event::MappingStart(..) => (true, None, Kind::Map),
+            Event::SequenceStart(..) => (true, None, Kind::Seq),
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
                 complete(&mut stack, None);
@@ -53,7 +64,7 @@ pub(crate) fn index(text: &str) -> Vec<Node> {
             Some(Frame::Map { path, key: Some(k) }) => (join(path, k), false),
             Some(Frame::Seq { path, next }) => (format!("{path}[{next}]"), false),
         };
-        out.push(Node { path: path.clone(), line, col, is_key });
+        out.push(Node { path: path.clone(), line, col, is_key, kind });
         if is_start {
             stack.push(match event {
                 Event::MappingStart(..) => Frame::Map { path, key: None },
@@ -110,6 +121,28 @@ pub(crate) fn node_at(text: &str, line: usize, col: usize) -> Option<Node> {
     index(text).into_iter().rfind(|n| n.line == line && n.col == col)
 }
 
+/// The key node starting at (`line`, `col`) and its value node.
+pub(crate) fn key_and_value(nodes: &[Node], line: usize, col: usize) -> Option<(&Node, &Node)> {
+    let i = nodes.iter().position(|n| n.line == line && n.col == col && n.is_key)?;
+    let v = nodes.get(i + 1).filter(|v| !v.is_key && v.path == nodes[i].path)?;
+    Some((&nodes[i], v))
+}
+
+/// The value nodes strictly inside the node at `path` (a mapping or sequence), in document order.
+pub(crate) fn values_inside<'a>(nodes: &'a [Node], path: &str) -> impl Iterator<Item = &'a Node> {
+    nodes.iter().filter(move |n| {
+        !n.is_key && n.path.strip_prefix(path).is_some_and(|rest| rest.starts_with(['.', '[']) || path.is_empty())
+    })
+}
+
+/// The path of the mapping or sequence holding the node at `path` ("" for the top level).
+pub(crate) fn parent(path: &str) -> &str {
+    match path.rfind(['.', '[']) {
+        Some(i) => &path[..i],
+        None => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +152,22 @@ mod tests {
 
     fn paths(text: &str) -> Vec<(String, usize, usize, bool)> {
         index(text).into_iter().map(|n| (n.path, n.line, n.col, n.is_key)).collect()
+    }
+
+    #[test]
+    fn kinds_values_and_parents() {
+        let nodes = index(Y);
+        let (k, v) = key_and_value(&nodes, 3, 24).unwrap();
+        assert_eq!((k.path.as_str(), &v.kind), ("methods.dann.lambda_schedule", &Kind::Map));
+        let inside: Vec<_> = values_inside(&nodes, "methods.dann.lambda_schedule").map(|n| n.kind.clone()).collect();
+        assert_eq!(inside, vec![Kind::Scalar("constant".into()), Kind::Scalar("10".into())]);
+        let (_, v) = key_and_value(&nodes, 8, 3).unwrap();
+        assert_eq!(v.kind, Kind::Scalar("0.1".into()));
+        assert_eq!(key_and_value(&nodes, 8, 7), None, "a value, not a key");
+        assert_eq!(values_inside(&nodes, "tasks").filter(|n| n.kind == Kind::Seq).count(), 1);
+        assert_eq!(parent("methods.dann.lambda_schedule"), "methods.dann");
+        assert_eq!(parent("tasks[1][0]"), "tasks[1]");
+        assert_eq!(parent("name"), "");
     }
 
     #[test]
