@@ -746,6 +746,83 @@ fn images_decoded_ahead_of_the_step_train_exactly_like_images_in_memory() {
     assert_eq!(mem_steps, stream_steps);
 }
 
+/// A miniature of the Office-31 layout (`<domain>/images/<class>/frame_NNNN.png`): two domains, two classes,
+/// six 40×30 RGB images each; class 0 reddish, class 1 bluish, webcam darker, with per-image noise.
+fn write_office31_miniature(root: &Path) {
+    use dalab_data::formats::images::{Image, encode_png};
+    let mut state = 99u32;
+    let mut noise = move || {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        ((state >> 16) % 48) as i32 - 24
+    };
+    for (dom, scale) in [("amazon", 1.0), ("webcam", 0.7)] {
+        for (k, class) in ["back_pack", "bike"].iter().enumerate() {
+            let d = root.join(dom).join("images").join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..6 {
+                let mut data = Vec::with_capacity(40 * 30 * 3);
+                for p in 0..(40 * 30) {
+                    let (r, b) = if k == 0 { (190, 50) } else { (50, 190) };
+                    let stripe = if (p % 40) < 20 { 20 } else { -20 };
+                    for base in [r, 100 + stripe, b] {
+                        data.push(((f64::from(base + noise()) * scale) as i32).clamp(0, 255) as u8);
+                    }
+                }
+                let img = Image { width: 40, height: 30, channels: 3, data };
+                std::fs::write(d.join(format!("frame_{:04}.png", i + 1)), encode_png(&img)).unwrap();
+            }
+        }
+    }
+}
+
+/// DANN with the Office-31 preset (TLlib's: 256×256 → random resized crop 224 → flip for training; 256×256 →
+/// centre crop 224 for evaluation) on a generated Office-31-layout folder, end to end: the augmented batches are
+/// the same whether the images are held in memory or decoded batch by batch, so both runs give the same numbers.
+#[test]
+fn dann_trains_on_an_office31_layout_with_the_office31_preset() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_office31_miniature(&tmp.path().join("office31"));
+    let runs = tmp.path().join("runs");
+    let run = |load: &str| {
+        let yaml = format!(
+            "name: o31-{load}\ndataset:\n  name: image-folders\n  load: {load}\n  train_transform: office31\n  \
+             eval_transform: office31\n  domains:\n    - {{name: A, folder: office31/amazon/images}}\n    - {{name: W, \
+             folder: office31/webcam/images}}\ntasks: [A→W]\nmethods:\n  dann: {{trade_off: 0.3}}\nmodel:\n  backbone: \
+             {{kind: mlp, hidden: [8]}}\noptim: {{lr: 0.002}}\ntrain: {{iterations: 12, batch_size: 4, eval_interval: 6, \
+             threads: 1}}\nseeds: [1]\n"
+        );
+        let f = tmp.path().join(format!("{load}.yaml"));
+        std::fs::write(&f, yaml).unwrap();
+        let out = dalab(
+            &[
+                "run",
+                f.to_str().unwrap(),
+                "--runs-dir",
+                runs.to_str().unwrap(),
+                "--data-dir",
+                tmp.path().to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        let (so, se) = text(&out);
+        assert!(out.status.success(), "{load}:\n{so}\n{se}");
+        let dirs = trial_dirs(&runs.join(format!("o31-{load}")));
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        let config = std::fs::read_to_string(dirs[0].join("config.yaml")).unwrap();
+        assert!(
+            config.contains("train_transform: office31") && config.contains("eval_transform: office31"),
+            "{config}"
+        );
+        read_json(&dirs[0].join("result.json"))
+    };
+    let (mem, stream) = (run("memory"), run("stream"));
+    assert_eq!(mem["last"]["step"].as_u64(), Some(12), "{mem}");
+    for key in ["selected", "last"] {
+        assert_eq!(mem[key]["target"], stream[key]["target"], "{key}: {mem} vs {stream}");
+        assert_eq!(mem[key]["source"], stream[key]["source"], "{key}: {mem} vs {stream}");
+    }
+}
+
 #[test]
 fn sparse_inputs_need_flat_features_and_an_mlp() {
     let tmp = tempfile::tempdir().unwrap();

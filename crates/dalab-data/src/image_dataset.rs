@@ -22,9 +22,11 @@
 //! batches and the same numbers.
 
 use crate::formats::images::{self, ImageOptions};
+use crate::transforms::{TransformSpec, Transforms};
 use crate::{Domain, Error, ImageFiles, Result, TaskData};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One domain of an `image-folders` dataset: exactly one of `folder` and `list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +62,13 @@ pub struct ImageFoldersConfig {
     /// Batches decoded ahead of the training step when streaming (≥ 1).
     #[serde(default = "default_prefetch", skip_serializing_if = "is_default_prefetch")]
     pub prefetch: usize,
+    /// The transform of training batches (source and target): a preset (`office31`) or a list of steps
+    /// (`crate::transforms`). Default: the evaluation transform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_transform: Option<TransformSpec>,
+    /// The transform of every evaluation pass (deterministic). Default: each image resized to `image.size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_transform: Option<TransformSpec>,
 }
 
 /// Where decoded images live (see the module documentation).
@@ -109,7 +118,16 @@ impl ImageFoldersConfig {
         if self.prefetch == 0 {
             return Err("prefetch: must be >= 1, got 0".into());
         }
-        self.image.validate().map_err(|e| format!("image.{e}"))
+        self.image.validate().map_err(|e| format!("image.{e}"))?;
+        self.transforms().map(|_| ())
+    }
+
+    /// The resolved transforms, when `train_transform` or `eval_transform` is given. Errors name the key.
+    pub fn transforms(&self) -> std::result::Result<Option<Transforms>, String> {
+        if self.train_transform.is_none() && self.eval_transform.is_none() {
+            return Ok(None);
+        }
+        Transforms::new(self.train_transform.as_ref(), self.eval_transform.as_ref(), self.image.size).map(Some)
     }
 
     /// Finds one domain's files: (files, labels, classes found in its folder if it is one). Nothing is decoded.
@@ -118,8 +136,12 @@ impl ImageFoldersConfig {
         d: &ImageDomain,
         list: Option<&Path>,
         data_dir: &Path,
+        transforms: &Option<Arc<Transforms>>,
     ) -> Result<(ImageFiles, Vec<i64>, Option<Vec<String>>)> {
-        let files = |paths| ImageFiles { paths, opts: self.image.clone(), prefetch: self.prefetch };
+        let files = |paths| ImageFiles {
+            transforms: transforms.clone(),
+            ..ImageFiles::new(paths, self.image.clone(), self.prefetch)
+        };
         match (list, &d.folder) {
             (None, Some(f)) => {
                 let (classes, paths, labels) = images::scan_folder(&data_dir.join(f))?;
@@ -148,6 +170,10 @@ impl ImageFoldersConfig {
                 std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
             }
             Domain::from_files(name, files, labels, classes)
+        } else if files.transforms.is_some() {
+            // Training batches are transformed anew at every draw: the images stay files, decoded once up to the
+            // end of the transforms' deterministic prefix.
+            Domain::from_files(name, files.cached()?, labels, classes)
         } else {
             Domain::new(name, files.decode_all()?.into_dyn(), labels, classes)
         }
@@ -159,11 +185,12 @@ impl ImageFoldersConfig {
             self.domains.iter().find(|d| d.name == n).ok_or_else(|| Error::Invalid(format!("no domain `{n}`")))
         };
         let (sd, td) = (find(source)?, find(target)?);
-        let (s, s_labels, sc) = self.scan_domain(sd, None, data_dir)?;
-        let (t, t_labels, tc) = self.scan_domain(td, None, data_dir)?;
+        let tf = self.transforms().map_err(|e| Error::Invalid(format!("dataset.{e}")))?.map(Arc::new);
+        let (s, s_labels, sc) = self.scan_domain(sd, None, data_dir, &tf)?;
+        let (t, t_labels, tc) = self.scan_domain(td, None, data_dir, &tf)?;
         let test = match &td.test_list {
             Some(l) => {
-                let (f, y, _) = self.scan_domain(td, Some(l), data_dir)?;
+                let (f, y, _) = self.scan_domain(td, Some(l), data_dir, &tf)?;
                 Some((f, y))
             }
             None => None,

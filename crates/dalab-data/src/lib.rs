@@ -19,6 +19,7 @@ pub mod office_caltech;
 pub mod preprocess;
 pub mod sampling;
 pub mod stream;
+pub mod transforms;
 
 pub use dataset::DatasetConfig;
 pub use error::{Error, Result};

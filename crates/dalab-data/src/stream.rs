@@ -6,12 +6,15 @@
 //! demand and the same domain decoded up front give the same batches, value for value: the order comes from
 //! [`EpochOrder`] in both cases and decoding is deterministic.
 
-use crate::formats::images::{self, ImageOptions};
+use crate::formats::images::{self, Image, ImageOptions};
+use crate::transforms::{self, Transforms};
 use crate::{Error, Result};
 use ndarray::Array4;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -58,16 +61,101 @@ impl EpochOrder {
 }
 
 /// Image files decoded on demand: each to `[channels, size[0], size[1]]`, normalised as `opts` says (the same
-/// decoding as a domain loaded into memory).
+/// decoding as a domain loaded into memory). With `transforms`, evaluation passes get the evaluation steps and
+/// training streams ([`Prefetcher::shuffled`]) the training steps, each drawn sample with its own random stream;
+/// `cache` then holds every image after the steps both share (a domain loaded into memory), so that a cached and an
+/// uncached domain give the same batches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageFiles {
     pub paths: Vec<PathBuf>,
     pub opts: ImageOptions,
     /// Batches the trainer decodes ahead of the step that needs them (≥ 1).
     pub prefetch: usize,
+    /// The dataset's `train_transform` / `eval_transform` (None: every image resized to `opts.size`).
+    pub transforms: Option<Arc<Transforms>>,
+    /// With transforms and `load: memory`: the images after the transforms' deterministic prefix, by path.
+    pub cache: Option<Arc<ImageCache>>,
+}
+
+/// Decoded images by path (8-bit, after a transform's deterministic prefix).
+#[derive(Clone, PartialEq, Default)]
+pub struct ImageCache(pub HashMap<PathBuf, Image>);
+
+impl std::fmt::Debug for ImageCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes: usize = self.0.values().map(|i| i.data.len()).sum();
+        write!(f, "ImageCache({} images, {bytes} bytes)", self.0.len())
+    }
 }
 
 impl ImageFiles {
+    /// Files decoded by `opts` alone (no transforms).
+    pub fn new(paths: Vec<PathBuf>, opts: ImageOptions, prefetch: usize) -> Self {
+        Self { paths, opts, prefetch, transforms: None, cache: None }
+    }
+
+    /// Decodes every image up to the end of the transforms' deterministic prefix and keeps them (`load: memory`).
+    pub fn cached(mut self) -> Result<Self> {
+        if self.transforms.is_none() {
+            return Ok(self);
+        }
+        let images: Vec<Result<Image>> = self.paths.par_iter().map(|p| self.base_image(p)).collect();
+        let mut map = HashMap::with_capacity(images.len());
+        for (p, img) in self.paths.iter().zip(images) {
+            map.insert(p.clone(), img?);
+        }
+        self.cache = Some(Arc::new(ImageCache(map)));
+        Ok(self)
+    }
+
+    /// The image at `path` after the transforms' deterministic prefix (from the cache when it is there).
+    fn base_image(&self, path: &std::path::Path) -> Result<Image> {
+        if let Some(img) = self.cache.as_ref().and_then(|c| c.0.get(path)) {
+            return Ok(img.clone());
+        }
+        let t = self.transforms.as_ref().expect("called with transforms");
+        let img = images::decode_image_file(path)?;
+        t.apply_prefix(img).map_err(|m| Error::format(path, m))
+    }
+
+    /// Decodes the images `idx` in parallel, each by `f(path, position)`, into one `[idx.len(), C, H, W]` buffer.
+    fn decode_each(
+        &self,
+        idx: &[usize],
+        f: impl Fn(&std::path::Path, usize) -> Result<Image> + Sync,
+    ) -> Result<Vec<f32>> {
+        let per = self.opts.channels * self.opts.size[0] * self.opts.size[1];
+        let mut x = vec![0f32; idx.len() * per];
+        let errors: Vec<Option<Error>> = x
+            .par_chunks_mut(per.max(1))
+            .zip(idx.par_iter().enumerate())
+            .map(|(out, (pos, &i))| {
+                let Some(p) = self.paths.get(i) else {
+                    return Some(Error::Invalid(format!("image index {i} is outside 0..{}", self.paths.len())));
+                };
+                f(p, pos)
+                    .and_then(|img| images::finish_into(&img, &self.opts, out).map_err(|m| Error::format(p, m)))
+                    .err()
+            })
+            .collect();
+        match errors.into_iter().flatten().next() {
+            Some(e) => Err(e),
+            None => Ok(x),
+        }
+    }
+
+    /// Decodes the images `idx` for a training batch: the training transform, the sample at position `pos` of
+    /// batch `batch` drawing from [`transforms::sample_rng`]`(seed, batch · 2^20 + pos)`. Without a training
+    /// transform, the same as [`ImageFiles::decode`].
+    pub fn decode_train(&self, idx: &[usize], seed: u64, batch: u64) -> Result<Vec<f32>> {
+        match &self.transforms {
+            Some(t) if t.train.is_some() => self.decode_each(idx, |p, pos| {
+                let mut rng = transforms::sample_rng(seed, (batch << 20) | pos as u64);
+                t.apply_train_rest(self.base_image(p)?, &mut rng).map_err(|m| Error::format(p, m))
+            }),
+            _ => self.decode(idx),
+        }
+    }
     pub fn len(&self) -> usize {
         self.paths.len()
     }
@@ -86,14 +174,23 @@ impl ImageFiles {
         self.sample_shape().iter().map(|&d| d as u64).product::<u64>() * 4 * self.len() as u64
     }
 
-    /// Decodes the images `idx` (in parallel) into one `[idx.len(), C, H, W]` buffer. Errors name the file.
+    /// Decodes the images `idx` (in parallel) into one `[idx.len(), C, H, W]` buffer, with the evaluation
+    /// transform when there is one. Errors name the file.
     pub fn decode(&self, idx: &[usize]) -> Result<Vec<f32>> {
-        images::decode_files(&self.paths, idx, &self.opts)
+        match &self.transforms {
+            None => images::decode_files(&self.paths, idx, &self.opts),
+            Some(t) => {
+                self.decode_each(idx, |p, _| t.apply_eval_rest(self.base_image(p)?).map_err(|m| Error::format(p, m)))
+            }
+        }
     }
 
     /// Decodes every image (in parallel) into memory.
     pub fn decode_all(&self) -> Result<Array4<f32>> {
-        images::load_files(&self.paths, &self.opts)
+        let [h, w] = self.opts.size;
+        let idx: Vec<usize> = (0..self.len()).collect();
+        let x = self.decode(&idx)?;
+        Array4::from_shape_vec((self.len(), self.opts.channels, h, w), x).map_err(|e| Error::Invalid(e.to_string()))
     }
 }
 
@@ -114,7 +211,9 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    pub fn spawn<F>(files: Arc<ImageFiles>, depth: usize, mut next_indices: F) -> Self
+    /// `train`: `Some((seed, first batch number))` decodes with the training transform ([`ImageFiles::decode_train`],
+    /// the batches numbered from there), `None` with the evaluation one.
+    pub fn spawn<F>(files: Arc<ImageFiles>, depth: usize, train: Option<(u64, u64)>, mut next_indices: F) -> Self
     where
         F: FnMut() -> Option<Vec<usize>> + Send + 'static,
     {
@@ -123,8 +222,14 @@ impl Prefetcher {
         let worker = std::thread::Builder::new()
             .name("dalab-prefetch".into())
             .spawn(move || {
+                let mut number = train.map_or(0, |(_, first)| first);
                 while let Some(indices) = next_indices() {
-                    let batch = files.decode(&indices).map(|x| HostBatch { indices, x });
+                    let x = match train {
+                        Some((seed, _)) => files.decode_train(&indices, seed, number),
+                        None => files.decode(&indices),
+                    };
+                    number += 1;
+                    let batch = x.map(|x| HostBatch { indices, x });
                     let failed = batch.is_err();
                     // A closed channel means the consumer is gone: stop.
                     if tx.send(batch).is_err() || failed {
@@ -137,7 +242,7 @@ impl Prefetcher {
     }
 
     /// An endless stream of shuffled batches of `batch` images taken from `subset` (domain indices; all images
-    /// when `None`) in the [`EpochOrder`] of `seed`.
+    /// when `None`) in the [`EpochOrder`] of `seed`, decoded with the training transform (if any).
     /// `skip` batches of the order are passed over first (a resumed run continues where its checkpoint was).
     pub fn shuffled(
         files: Arc<ImageFiles>,
@@ -152,7 +257,7 @@ impl Prefetcher {
             order.next_indices(batch);
         }
         let depth = files.prefetch;
-        Ok(Self::spawn(files, depth, move || {
+        Ok(Self::spawn(files, depth, Some((seed, skip as u64)), move || {
             let pos = order.next_indices(batch);
             Some(match &subset {
                 Some(s) => pos.iter().map(|&p| s[p]).collect(),
@@ -166,7 +271,7 @@ impl Prefetcher {
         let depth = files.prefetch;
         let mut at = 0;
         let batch = batch.max(1);
-        Self::spawn(files, depth, move || {
+        Self::spawn(files, depth, None, move || {
             if at >= indices.len() {
                 return None;
             }
@@ -241,7 +346,7 @@ mod tests {
             })
             .collect();
         let opts = ImageOptions { size: [4, 3], channels: 3, mean: vec![0.1, 0.2, 0.3], std: vec![0.5, 1.0, 2.0] };
-        (dir, ImageFiles { paths, opts, prefetch })
+        (dir, ImageFiles::new(paths, opts, prefetch))
     }
 
     #[test]
@@ -271,11 +376,51 @@ mod tests {
     }
 
     #[test]
+    fn transformed_batches_are_the_same_cached_or_not_and_resume_exactly() {
+        use crate::transforms::TransformSpec;
+        let (_dir, files) = image_files(9, 2);
+        let parse = |y: &str| serde_saphyr::from_str::<TransformSpec>(y).unwrap();
+        let train = parse(
+            "[{resize: [8, 6]}, {random_resized_crop: {size: [4, 3], scale: [0.3, 1.0]}}, {horizontal_flip: 0.5}]",
+        );
+        let eval = parse("[{resize: [8, 6]}, {center_crop: [4, 3]}]");
+        let t = Transforms::new(Some(&train), Some(&eval), [4, 3]).unwrap();
+        assert_eq!(t.prefix, 1);
+        let files = ImageFiles { transforms: Some(Arc::new(t)), ..files };
+        let cached = files.clone().cached().unwrap();
+        let cache = cached.cache.as_ref().unwrap();
+        assert_eq!(cache.0.len(), 9);
+        assert!(cache.0.values().all(|i| (i.height, i.width, i.channels) == (8, 6, 1)), "kept after the shared resize");
+        let (files, cached) = (Arc::new(files), Arc::new(cached));
+        let mut a = Prefetcher::shuffled(files.clone(), None, 4, 3, 0).unwrap();
+        let mut b = Prefetcher::shuffled(cached.clone(), None, 4, 3, 0).unwrap();
+        let batches: Vec<HostBatch> = (0..6).map(|_| a.next().unwrap().unwrap()).collect();
+        for (k, want) in batches.iter().enumerate() {
+            assert_eq!(&b.next().unwrap().unwrap(), want, "batch {k}: cached and streamed differ");
+        }
+        // Augmented: a training batch is not the evaluation decoding of the same images, and an image drawn in two
+        // epochs gets two different crops.
+        let per = 3 * 4 * 3;
+        let ev = files.decode(&batches[0].indices).unwrap();
+        assert_ne!(ev, batches[0].x);
+        let first = batches[0].indices[0];
+        let again = batches.iter().skip(3).find_map(|bt| bt.indices.iter().position(|&i| i == first).map(|p| (bt, p)));
+        let (bt, p) = again.expect("9 images, 24 draws: drawn again in a later epoch");
+        assert_ne!(&bt.x[p * per..(p + 1) * per], &batches[0].x[..per]);
+        // A resumed stream (2 batches skipped) continues with the third batch, augmentation included.
+        let mut r = Prefetcher::shuffled(cached.clone(), None, 4, 3, 2).unwrap();
+        assert_eq!(r.next().unwrap().unwrap(), batches[2]);
+        // Evaluation decoding: deterministic, the same cached or not.
+        assert_eq!(cached.decode_all().unwrap(), files.decode_all().unwrap());
+        assert_eq!(cached.decode_all().unwrap().shape(), &[9, 3, 4, 3]);
+    }
+
+    #[test]
     fn the_queue_is_bounded_and_dropping_stops_the_worker() {
         let (_dir, files) = image_files(4, 2);
         let asked = Arc::new(AtomicUsize::new(0));
         let a = asked.clone();
-        let mut p = Prefetcher::spawn(Arc::new(files), 2, move || {
+        let mut p = Prefetcher::spawn(Arc::new(files), 2, None, move || {
             a.fetch_add(1, Ordering::SeqCst);
             Some(vec![0, 1])
         });

@@ -675,6 +675,39 @@ fn refine(text: &str, line: usize, col: usize, msg: &str) -> Option<Refined> {
             }
         };
     }
+    // An unknown variant inside a buffered tagged enum: the key (`{rotate: 3}`) or the value (`kind: linar`) below.
+    if let Some(name) = msg.strip_prefix("unknown variant `").and_then(|r| r.split_once('`')).map(|(n, _)| n)
+        && let Some((k, v)) = at_key
+        && v.kind == Kind::Map
+    {
+        let inside = |n: &&crate::yaml_index::Node| {
+            n.path.strip_prefix(k.path.as_str()).is_some_and(|r| r.starts_with(['.', '[']))
+        };
+        let hit = nodes.iter().filter(inside).find(|n| {
+            (n.is_key && n.path.rsplit(['.', ']']).next() == Some(name)) || n.kind == Kind::Scalar(name.to_string())
+        })?;
+        return Some(Refined { at: Some((hit.line, hit.col)), path: hit.path.clone(), msg: msg.to_string() });
+    }
+    // A sequence of the wrong length inside a buffered tagged enum: the sequence below with that many items.
+    if let Some(len) =
+        msg.strip_prefix("invalid length ").and_then(|r| r.split(',').next()).and_then(|n| n.parse::<usize>().ok())
+        && let Some((k, v)) = at_key
+        && v.kind == Kind::Map
+    {
+        let items = |p: &str| {
+            nodes
+                .iter()
+                .filter(|n| {
+                    !n.is_key
+                        && n.path
+                            .strip_prefix(p)
+                            .is_some_and(|r| r.starts_with('[') && r.find(']').is_some_and(|e| e + 1 == r.len()))
+                })
+                .count()
+        };
+        let hit = values_inside(&nodes, &k.path).find(|n| n.kind == Kind::Seq && items(&n.path) == len)?;
+        return Some(Refined { at: Some((hit.line, hit.col)), path: hit.path.clone(), msg: msg.to_string() });
+    }
     if msg == "expected string scalar" {
         let n = innermost()?;
         let found = match n.kind {

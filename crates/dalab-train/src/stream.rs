@@ -217,7 +217,7 @@ mod tests {
             })
             .collect();
         let opts = ImageOptions { size: [2, 3], channels: 3, mean: vec![0.5; 3], std: vec![0.25; 3] };
-        let files = ImageFiles { paths, opts, prefetch: 2 };
+        let files = ImageFiles::new(paths, opts, 2);
         let dense = Features::Dense(files.decode_all().unwrap().into_dyn());
         let y: Vec<i64> = (0..11).map(|i| i % 3).collect();
         // A held-out split first (as `selection: source_val` makes), then the stream over the rest.

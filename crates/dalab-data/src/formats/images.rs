@@ -246,11 +246,7 @@ pub fn decode_file_into(path: &Path, opts: &ImageOptions, out: &mut [f32]) -> Re
     let [oh, ow] = opts.size;
     let c = opts.channels;
     debug_assert_eq!(out.len(), c * oh * ow);
-    let bytes = super::read_bytes(path)?;
-    let img = decode(&bytes).map_err(|m| Error::format(path, m))?;
-    if img.width == 0 || img.height == 0 {
-        return Err(Error::format(path, "empty image"));
-    }
+    let img = decode_image_file(path)?;
     let mut chw = vec![0f32; c * img.height * img.width];
     fill_chw(&img, &mut chw, c);
     let plane = img.height * img.width;
@@ -258,6 +254,31 @@ pub fn decode_file_into(path: &Path, opts: &ImageOptions, out: &mut [f32]) -> Re
         let r = resize_plane(&chw[k * plane..(k + 1) * plane], img.height, img.width, oh, ow);
         let (m, s) = (opts.mean[k], opts.std[k]);
         out[k * oh * ow..(k + 1) * oh * ow].iter_mut().zip(r).for_each(|(d, v)| *d = (v - m) / s);
+    }
+    Ok(())
+}
+
+/// Reads and decodes one image file (not empty). Errors name the file.
+pub fn decode_image_file(path: &Path) -> Result<Image> {
+    let bytes = super::read_bytes(path)?;
+    let img = decode(&bytes).map_err(|m| Error::format(path, m))?;
+    if img.width == 0 || img.height == 0 {
+        return Err(Error::format(path, "empty image"));
+    }
+    Ok(img)
+}
+
+/// Writes a transformed image (already `opts.size`) into `out` as `(pixel/255 − mean[c]) / std[c]`, channel-major.
+pub fn finish_into(img: &Image, opts: &ImageOptions, out: &mut [f32]) -> std::result::Result<(), String> {
+    let [h, w] = opts.size;
+    if (img.height, img.width) != (h, w) {
+        return Err(format!("transformed to {}×{}, not the {h}×{w} of `image.size`", img.height, img.width));
+    }
+    fill_chw(img, out, opts.channels);
+    let plane = h * w;
+    for k in 0..opts.channels {
+        let (m, s) = (opts.mean[k], opts.std[k]);
+        out[k * plane..(k + 1) * plane].iter_mut().for_each(|v| *v = (*v - m) / s);
     }
     Ok(())
 }
