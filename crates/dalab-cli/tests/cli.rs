@@ -823,6 +823,90 @@ fn dann_trains_on_an_office31_layout_with_the_office31_preset() {
     }
 }
 
+/// A TorchScript CNN with BatchNorm (written by crates/dalab-nn/testdata/make_torchscript_cnn.py, no PyTorch
+/// needed) as the backbone of DANN on image folders: with `backbone_lr_mult: 0` its conv and BN weights are
+/// saved exactly as loaded while its running statistics (updated in training mode) are saved as trained; with the
+/// default multiplier the weights move. Both saved models hold every variable of the module.
+#[test]
+fn a_torchscript_backbone_trains_or_freezes_and_its_batchnorm_statistics_are_saved() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_image_domains(tmp.path());
+    let pt = tmp.path().join("cnn.pt");
+    let script = repo().join("crates/dalab-nn/testdata/make_torchscript_cnn.py");
+    let st = std::process::Command::new("python3").arg(&script).arg(&pt).status().unwrap();
+    assert!(st.success());
+    let runs = tmp.path().join("runs");
+    let run = |mult: f64| {
+        let yaml = format!(
+            "name: ts{k}\ndataset:\n  name: image-folders\n  image: {{size: [8, 8], channels: 3, mean: [0.5, 0.5, 0.5], \
+             std: [0.25, 0.25, 0.25]}}\n  domains:\n    - {{name: S, folder: src}}\n    - {{name: T, folder: tgt}}\n\
+             tasks: [S→T]\nmethods:\n  dann: {{trade_off: 0.5}}\nmodel:\n  backbone: {{kind: torchscript, path: {pt}}}\n  \
+             backbone_lr_mult: {mult}\noptim: {{lr: 0.05}}\ntrain: {{iterations: 20, batch_size: 6, eval_interval: 10, threads: 1}}\n\
+             seeds: [0]\n",
+            k = (mult * 10.0) as i64,
+            pt = pt.display()
+        );
+        let f = tmp.path().join(format!("ts{mult}.yaml"));
+        std::fs::write(&f, yaml).unwrap();
+        let out = dalab(
+            &[
+                "run",
+                f.to_str().unwrap(),
+                "--runs-dir",
+                runs.to_str().unwrap(),
+                "--data-dir",
+                tmp.path().to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        let (so, se) = text(&out);
+        assert!(out.status.success(), "{so}\n{se}");
+        let dirs = trial_dirs(&runs.join(format!("ts{}", (mult * 10.0) as i64)));
+        let saved = tch::Tensor::read_safetensors(dirs[0].join("model-last.safetensors")).unwrap();
+        saved.into_iter().collect::<std::collections::HashMap<String, tch::Tensor>>()
+    };
+    let (frozen, trained) = (run(0.0), run(1.0));
+    // The values the script writes: conv bias 0.1 o, BN weight 1 + 0.5 o, running mean 0.2 o.
+    let v = |m: &std::collections::HashMap<String, tch::Tensor>, k: &str| {
+        Vec::<f32>::try_from(m[k].flatten(0, -1)).unwrap()
+    };
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+    let (bias0, gamma0, mean0) = ([0.0, 0.1, 0.2, 0.3], [1.0, 1.5, 2.0, 2.5], [0.0, 0.2, 0.4, 0.6]);
+    assert!(close(&v(&frozen, "backbone.conv_b"), &bias0), "{:?}", v(&frozen, "backbone.conv_b"));
+    assert!(close(&v(&frozen, "backbone.bn_w"), &gamma0));
+    assert!(!close(&v(&frozen, "backbone.bn_mean"), &mean0), "running statistics move in training mode, frozen or not");
+    assert!(close(&v(&frozen, "backbone.bn_b"), &[0.0, -0.1, -0.2, -0.3]));
+    // Trained: the conv and BN weights move (the conv bias gets no gradient in front of batch norm).
+    assert!(!close(&v(&trained, "backbone.conv_w"), &v(&frozen, "backbone.conv_w")));
+    assert!(
+        !close(&v(&trained, "backbone.bn_w"), &gamma0)
+            && !close(&v(&trained, "backbone.bn_b"), &[0.0, -0.1, -0.2, -0.3])
+    );
+    for m in [&frozen, &trained] {
+        for k in ["conv_w", "conv_b", "bn_w", "bn_b", "bn_mean", "bn_var"] {
+            assert!(m.contains_key(&format!("backbone.{k}")), "backbone.{k} not saved: {:?}", m.keys());
+        }
+    }
+}
+
+/// experiments/images/office31-dann.yaml (TLlib's DANN protocol, needs a GPU and the images) stays a valid
+/// experiment: with a TorchScript file to point at and `device: cpu`, its dry run plans 6 tasks × 3 seeds.
+#[test]
+fn the_office31_experiment_is_valid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pt = tmp.path().join("cnn.pt");
+    let script = repo().join("crates/dalab-nn/testdata/make_torchscript_cnn.py");
+    assert!(std::process::Command::new("python3").arg(&script).arg(&pt).status().unwrap().success());
+    let set = format!("model.backbone.path={}", pt.display());
+    let out = dalab(
+        &["run", "experiments/images/office31-dann.yaml", "--dry-run", "--set", &set, "--set", "device=cpu"],
+        &repo(),
+    );
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(so.contains("18 trial(s) of `office31-dann`") && so.contains("dann W→A seed 2"), "{so}");
+}
+
 #[test]
 fn sparse_inputs_need_flat_features_and_an_mlp() {
     let tmp = tempfile::tempdir().unwrap();

@@ -109,13 +109,15 @@ pub fn step(method: &mut dyn Method, opt: Option<&mut Stepper>, batch: &DaBatch,
             let out = method.training_loss(batch, &ctx).expect("training_loss");
             let v = out.loss.double_value(&[]);
             assert!(v.is_finite(), "loss at step {it} is {v}");
-            for (name, s) in &out.scalars {
+            for (name, s) in dalab_core::resolve(&out.scalars) {
                 assert!(s.is_finite(), "scalar {name} at step {it} is {s}");
             }
             v
         }
         Some(st) => {
             let scalars = st.iterate(method, &Stage::main(), StageBatch::Both(batch), None, &ctx, 1.0).expect("step");
+            st.check_losses().expect("finite losses");
+            let scalars = dalab_core::resolve(&scalars);
             scalars.iter().find(|(k, _)| k == "loss/total").map_or(f64::NAN, |(_, v)| *v)
         }
     }
@@ -160,6 +162,8 @@ pub fn train_stages(
             let scalars = stepper
                 .iterate(method, &stage, batch, None, &ctx, 1.0)
                 .unwrap_or_else(|e| panic!("stage {} step {it}: {e}", stage.name));
+            stepper.check_losses().unwrap_or_else(|e| panic!("stage {} step {it}: {e}", stage.name));
+            let scalars = dalab_core::resolve(&scalars);
             for (name, s) in &scalars {
                 assert!(s.is_finite(), "stage {}: scalar {name} at step {it} is {s}", stage.name);
             }

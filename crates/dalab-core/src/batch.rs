@@ -34,7 +34,7 @@ pub struct StepOutput {
     /// The total loss to minimise (a scalar tensor with a graph).
     pub loss: Tensor,
     /// Named components, logged as `loss/<name>` or as given (e.g. `lambda`).
-    pub scalars: Vec<(String, f64)>,
+    pub scalars: Vec<(String, Scalar)>,
 }
 
 impl StepOutput {
@@ -42,28 +42,87 @@ impl StepOutput {
         Self { loss, scalars: Vec::new() }
     }
 
-    /// Adds a named scalar; a tensor is read as one f64 (a device sync).
-    pub fn with(mut self, name: &str, value: impl IntoScalar) -> Self {
-        self.scalars.push((name.to_string(), value.into_scalar()));
+    /// Adds a named scalar: a number, or a scalar tensor (kept on its device, detached, until the trainer logs).
+    pub fn with(mut self, name: &str, value: impl Into<Scalar>) -> Self {
+        self.scalars.push((name.to_string(), value.into()));
         self
     }
 }
 
-/// Values that can be logged as one number.
-pub trait IntoScalar {
-    fn into_scalar(self) -> f64;
+/// A logged number: a value, or a scalar tensor that stays on its device until the trainer logs it (every
+/// `train.log_interval` steps, all of a step's tensors in one transfer), so that a training step never waits
+/// for the device to report a loss.
+#[derive(Debug)]
+pub enum Scalar {
+    Value(f64),
+    /// A 0-d (or one-element) tensor, detached from the graph.
+    Tensor(Tensor),
 }
 
-impl IntoScalar for f64 {
-    fn into_scalar(self) -> f64 {
-        self
+impl From<f64> for Scalar {
+    fn from(v: f64) -> Self {
+        Scalar::Value(v)
     }
 }
 
-impl IntoScalar for &Tensor {
-    fn into_scalar(self) -> f64 {
-        self.double_value(&[])
+impl From<&Tensor> for Scalar {
+    fn from(t: &Tensor) -> Self {
+        Scalar::Tensor(t.detach())
     }
+}
+
+impl From<Tensor> for Scalar {
+    fn from(t: Tensor) -> Self {
+        Scalar::Tensor(t.detach())
+    }
+}
+
+impl Scalar {
+    /// The scalar times `k` (a tensor stays on its device).
+    pub fn scaled(self, k: f64) -> Scalar {
+        match self {
+            Scalar::Value(v) => Scalar::Value(v * k),
+            Scalar::Tensor(t) => Scalar::Tensor(t * k),
+        }
+    }
+
+    /// The number (a device sync for a tensor: prefer [`resolve`] for several).
+    pub fn value(&self) -> f64 {
+        match self {
+            Scalar::Value(v) => *v,
+            Scalar::Tensor(t) => t.double_value(&[]),
+        }
+    }
+}
+
+/// The values of `scalars`: their tensors stacked on their device and read back in one transfer.
+pub fn resolve(scalars: &[(String, Scalar)]) -> Vec<(String, f64)> {
+    let tensors: Vec<Tensor> = scalars
+        .iter()
+        .filter_map(|(_, s)| match s {
+            Scalar::Tensor(t) => Some(t.reshape([-1]).narrow(0, 0, 1).to_kind(tch::Kind::Double)),
+            Scalar::Value(_) => None,
+        })
+        .collect();
+    let read: Vec<f64> = match tensors.first() {
+        None => Vec::new(),
+        // One device (the run's): one concatenation there, one transfer.
+        Some(first) if tensors.iter().all(|t| t.device() == first.device()) => {
+            Vec::<f64>::try_from(Tensor::cat(&tensors, 0).to_device(Device::Cpu)).unwrap_or_default()
+        }
+        Some(_) => tensors.iter().map(|t| t.double_value(&[0])).collect(),
+    };
+    let mut it = read.into_iter();
+    scalars
+        .iter()
+        .map(|(k, s)| {
+            let v = match s {
+                Scalar::Value(v) => *v,
+                Scalar::Tensor(_) => it.next().unwrap_or(f64::NAN),
+            };
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 impl StepCtx {

@@ -17,7 +17,7 @@ pub mod registry;
 pub mod schedule;
 pub mod seed;
 
-pub use batch::{DaBatch, StepCtx, StepOutput};
+pub use batch::{DaBatch, Scalar, StepCtx, StepOutput, resolve};
 pub use dalab_classic::{checks, method_config};
 pub use error::{Error, Result};
 pub use method::{

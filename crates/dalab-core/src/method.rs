@@ -136,12 +136,13 @@ pub fn labels_not_granted(method: &str, ctx: &StepCtx) -> Error {
 /// non-finite loss, learning rates and their schedules stay in the trainer.
 pub trait Optimizers {
     /// Clears every gradient, backpropagates `loss` and steps the optimizers of `groups` (empty = every group of
-    /// the stage). `name` names the loss in the error when it is NaN or infinite. Returns the loss value.
-    fn backward_step(&mut self, name: &str, loss: &Tensor, groups: &[&str]) -> Result<f64>;
+    /// the stage). `name` names the loss in the error when it is NaN or infinite (checked when the trainer next
+    /// reads the step's scalars, so the step does not wait for the device). Returns the loss, detached, to log.
+    fn backward_step(&mut self, name: &str, loss: &Tensor, groups: &[&str]) -> Result<crate::Scalar>;
 }
 
 /// The named scalars of a step (`loss/cls`, `lambda`, ...), logged by the sinks.
-pub type Scalars = Vec<(String, f64)>;
+pub type Scalars = Vec<(String, crate::Scalar)>;
 
 /// A domain adaptation method: it supplies losses and the order of its optimizer steps, never its own loop.
 ///

@@ -299,15 +299,148 @@ fn check_torchscript(path: &std::path::Path) -> Result<(), String> {
     let r = if !path.is_file() {
         Err("no such file".to_string())
     } else {
-        tch::CModule::load(path).map(drop).map_err(|e| torch_message(&e))
+        tch::CModule::load(path).map(drop).map_err(|e| torch_message(&e)).and_then(|()| {
+            match torchscript_buffers(path)?.as_slice() {
+                [] => Ok(()),
+                b => Err(format!(
+                    "the module has buffers ({}{}): tch exposes only a TorchScript module's parameters, so dalab could \
+                     neither save them with the model nor restore them on resume; export it with buffers turned into \
+                     parameters that need no gradient (docs/datasets.md, \"Pre-trained backbones\")",
+                    b.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+                    if b.len() > 3 { format!(", … {} in all", b.len()) } else { String::new() }
+                )),
+            }
+        })
     };
     seen.lock().expect("not poisoned").insert(path.to_path_buf(), r.clone());
     r
 }
 
+/// The buffers the classes of a TorchScript archive declare (`Class.name`, from the `__buffers__` lines of its
+/// `code/` sources, which `torch.jit.save` writes for every submodule class), e.g. BatchNorm's running statistics.
+pub fn torchscript_buffers(path: &std::path::Path) -> std::result::Result<Vec<String>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("not a TorchScript archive ({e})"))?;
+    let mut out = Vec::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).map_err(|e| e.to_string())?;
+        let name = f.name().map_err(|e| e.to_string())?.to_string();
+        if !(name.contains("/code/") && name.ends_with(".py")) {
+            continue;
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut f, &mut text).map_err(|e| format!("{name}: {e}"))?;
+        let mut class = "";
+        for line in text.lines() {
+            if let Some(c) = line.strip_prefix("class ") {
+                class = c.split(['(', ':']).next().unwrap_or("").trim();
+            }
+            if let Some(list) = line.trim().strip_prefix("__buffers__ = [") {
+                for name in list.trim_end_matches(']').split(',').map(|n| n.trim().trim_matches('"')) {
+                    if !name.is_empty() {
+                        out.push(format!("{class}.{name}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The TorchScript CNN of `testdata/make_torchscript_cnn.py`, written by it into `dir` (python3, no PyTorch).
+    fn tiny_cnn(dir: &std::path::Path, buffers: bool) -> std::path::PathBuf {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make_torchscript_cnn.py");
+        let out = dir.join(if buffers { "cnn_buffers.pt" } else { "cnn.pt" });
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(&script).arg(&out);
+        if buffers {
+            cmd.arg("--buffers");
+        }
+        let st = cmd.status().expect("python3 runs");
+        assert!(st.success(), "{script:?} failed");
+        out
+    }
+
+    /// The CNN by hand: conv 3×3 (padding 1) with the script's weights, batch norm with the given statistics,
+    /// ReLU, global average pooling.
+    fn tiny_cnn_by_hand(x: &Tensor, mean: &Tensor, var: &Tensor) -> Tensor {
+        let opts = (tch::Kind::Float, tch::Device::Cpu);
+        let mut w = Vec::new();
+        for o in 0..4 {
+            for i in 0..3 {
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        w.push(0.05 * (o + 1) as f32 - 0.02 * i as f32 + 0.01 * (ky - kx) as f32);
+                    }
+                }
+            }
+        }
+        let w = Tensor::from_slice(&w).reshape([4, 3, 3, 3]);
+        let b = Tensor::arange(4, opts) * 0.1;
+        let y = x.conv2d(&w, Some(&b), [1, 1], [1, 1], [1, 1], 1);
+        let (g, beta) = (Tensor::arange(4, opts) * 0.5 + 1.0, Tensor::arange(4, opts) * -0.1);
+        let shape = [1, 4, 1, 1];
+        let y = (y - mean.reshape(shape)) / (var.reshape(shape) + 1e-5).sqrt() * g.reshape(shape) + beta.reshape(shape);
+        y.relu().mean_dim([2, 3].as_slice(), false, tch::Kind::Float)
+    }
+
+    /// A TorchScript CNN with BatchNorm: its parameters (and its running statistics, as parameters without
+    /// gradient) are the VarStore's; training mode normalises with the batch statistics and updates the running
+    /// ones in place (the VarStore sees it), evaluation mode uses the running ones; gradients reach the conv and BN
+    /// weights. A file with BatchNorm's statistics as buffers is refused, naming them.
+    #[test]
+    fn torchscript_cnn_trains_freezes_and_switches_batchnorm() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = tiny_cnn(dir.path(), false);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let cfg = BackboneConfig::Torchscript { path: path.clone() };
+        cfg.validate().unwrap();
+        let b = build_backbone(&cfg, &(vs.root() / "backbone"), &[3, 5, 6]).unwrap();
+        assert_eq!(b.out_dim(), 4);
+        let vars = vs.variables();
+        assert_eq!(vars.len(), 6);
+        assert_eq!(vs.trainable_variables().len(), 4, "running statistics need no gradient");
+        let (mean0, var0) = (vars["backbone.bn_mean"].copy(), vars["backbone.bn_var"].copy());
+        let opts = (tch::Kind::Float, tch::Device::Cpu);
+        let x = Tensor::arange(2 * 3 * 5 * 6, opts).reshape([2, 3, 5, 6]).sin();
+        // Evaluation mode: the running statistics.
+        let y = b.forward_t(&x, false);
+        let want = tiny_cnn_by_hand(&x, &mean0, &var0);
+        assert!(y.allclose(&want, 1e-5, 1e-6, false), "eval: {y} vs {want}");
+        // Training mode: the batch's statistics, and the running ones move by momentum 0.1 (unbiased variance).
+        let conv = x.conv2d(
+            &vars["backbone.conv_w"].detach(),
+            Some(&vars["backbone.conv_b"].detach()),
+            [1, 1],
+            [1, 1],
+            [1, 1],
+            1,
+        );
+        let bm = conv.mean_dim([0, 2, 3].as_slice(), false, tch::Kind::Float);
+        let bv = conv.var_dim([0, 2, 3].as_slice(), false, false);
+        let yt = b.forward_t(&x, true);
+        let want = tiny_cnn_by_hand(&x, &bm, &bv);
+        assert!(yt.allclose(&want, 1e-4, 1e-5, false), "train: {yt} vs {want}");
+        let unbiased = conv.var_dim([0, 2, 3].as_slice(), true, false);
+        let mean1 = vs.variables()["backbone.bn_mean"].copy();
+        assert!(mean1.allclose(&(&mean0 * 0.9 + &bm * 0.1), 1e-5, 1e-6, false), "running mean {mean1}");
+        let var1 = vs.variables()["backbone.bn_var"].copy();
+        assert!(var1.allclose(&(&var0 * 0.9 + &unbiased * 0.1), 1e-4, 1e-5, false), "running var {var1}");
+        // Gradients reach the conv and BN weights, not the statistics.
+        yt.sum(tch::Kind::Float).backward();
+        for (name, t) in vs.variables() {
+            let has = t.grad().defined() && t.grad().abs().sum(tch::Kind::Float).double_value(&[]) > 0.0;
+            assert_eq!(has, !name.contains("bn_mean") && !name.contains("bn_var"), "{name}");
+        }
+        // BatchNorm statistics as buffers: refused when the experiment is checked, naming them.
+        let buffered = BackboneConfig::Torchscript { path: tiny_cnn(dir.path(), true) };
+        let e = buffered.validate().unwrap_err();
+        assert!(e.contains("has buffers (TinyCNN.bn_mean, TinyCNN.bn_var)") && e.contains("docs/datasets.md"), "{e}");
+    }
 
     #[test]
     fn mlp_shapes_and_validation() {

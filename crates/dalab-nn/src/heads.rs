@@ -14,11 +14,14 @@ pub struct DiscriminatorConfig {
     pub hidden: Vec<i64>,
     pub activation: Activation,
     pub dropout: f64,
+    /// Batch norm after each hidden layer, before the activation (TLlib's `DomainDiscriminator`, its default).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub batch_norm: bool,
 }
 
 impl Default for DiscriminatorConfig {
     fn default() -> Self {
-        Self { hidden: vec![1024, 1024], activation: Activation::Relu, dropout: 0.5 }
+        Self { hidden: vec![1024, 1024], activation: Activation::Relu, dropout: 0.5, batch_norm: false }
     }
 }
 
@@ -32,10 +35,16 @@ impl Validate for DiscriminatorConfig {
     }
 }
 
+/// A 1-d batch norm initialised as PyTorch's `BatchNorm1d` (weight 1, bias 0, momentum 0.1, eps 1e-5); tch's
+/// default draws the weight uniformly in [0, 1), PyTorch's before version 1.2.
+pub fn batch_norm1d(vs: &nn::Path, dim: i64) -> nn::BatchNorm {
+    nn::batch_norm1d(vs, dim, nn::BatchNormConfig { ws_init: nn::Init::Const(1.0), ..Default::default() })
+}
+
 /// A binary domain classifier: `[n, in_dim] -> [n]` logits (source = 1, target = 0).
 #[derive(Debug)]
 pub struct Discriminator {
-    layers: Vec<nn::Linear>,
+    layers: Vec<(nn::Linear, Option<nn::BatchNorm>)>,
     out: nn::Linear,
     cfg: DiscriminatorConfig,
 }
@@ -45,7 +54,8 @@ impl Discriminator {
         let mut d = in_dim;
         let mut layers = Vec::new();
         for (i, &h) in cfg.hidden.iter().enumerate() {
-            layers.push(nn::linear(vs / format!("fc{i}"), d, h, Default::default()));
+            let bn = cfg.batch_norm.then(|| batch_norm1d(&(vs / format!("bn{i}")), h));
+            layers.push((nn::linear(vs / format!("fc{i}"), d, h, Default::default()), bn));
             d = h;
         }
         let out = nn::linear(vs / "out", d, 1, Default::default());
@@ -54,15 +64,19 @@ impl Discriminator {
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut h = x.shallow_clone();
-        for l in &self.layers {
-            h = self.cfg.activation.apply(&l.forward(&h)).dropout(self.cfg.dropout, train);
+        for (l, bn) in &self.layers {
+            h = l.forward(&h);
+            if let Some(bn) = bn {
+                h = bn.forward_t(&h, train);
+            }
+            h = self.cfg.activation.apply(&h).dropout(self.cfg.dropout, train);
         }
         self.out.forward(&h).squeeze_dim(-1)
     }
 
     /// Mean binary cross-entropy of telling `source` features (label 1) from `target` ones (label 0).
-    /// Also returns the discriminator's accuracy on the batch, for logging.
-    pub fn domain_loss(&self, source: &Tensor, target: &Tensor) -> (Tensor, f64) {
+    /// Also returns the discriminator's accuracy on the batch, for logging (a scalar tensor on the device).
+    pub fn domain_loss(&self, source: &Tensor, target: &Tensor) -> (Tensor, Tensor) {
         let feats = Tensor::cat(&[source, target], 0);
         let logits = self.forward_t(&feats, true);
         let (ns, nt) = (source.size()[0], target.size()[0]);
@@ -70,7 +84,7 @@ impl Discriminator {
         let labels = Tensor::cat(&[Tensor::ones([ns], opts), Tensor::zeros([nt], opts)], 0);
         let loss = logits.binary_cross_entropy_with_logits::<Tensor>(&labels, None, None, tch::Reduction::Mean);
         let acc = logits.detach().ge(0.0).to_kind(labels.kind()).eq_tensor(&labels).to_kind(tch::Kind::Float);
-        (loss, acc.mean(tch::Kind::Float).double_value(&[]))
+        (loss, acc.mean(tch::Kind::Float))
     }
 }
 
@@ -94,6 +108,14 @@ pub struct HeadConfig {
 impl Default for HeadConfig {
     fn default() -> Self {
         Self { bottleneck: 0, batch_norm: false, dropout: 0.0, hidden: Vec::new() }
+    }
+}
+
+impl HeadConfig {
+    /// Whether every option is its default (a method that added `head:` later leaves it out of its serialized
+    /// config then, so trial ids stay).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
     }
 }
 
@@ -125,7 +147,7 @@ impl ClassifierHead {
         let mut d = in_dim;
         let bottleneck = (cfg.bottleneck > 0).then(|| {
             let l = nn::linear(vs / "bottleneck", d, cfg.bottleneck, Default::default());
-            let bn = cfg.batch_norm.then(|| nn::batch_norm1d(vs / "bottleneck_bn", cfg.bottleneck, Default::default()));
+            let bn = cfg.batch_norm.then(|| batch_norm1d(&(vs / "bottleneck_bn"), cfg.bottleneck));
             d = cfg.bottleneck;
             (l, bn)
         });
@@ -224,6 +246,29 @@ impl Layer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// TLlib's discriminator: Linear–BatchNorm–ReLU per hidden layer. In training mode each hidden layer's
+    /// pre-activations are normalised over the batch (zero mean, unit variance before BN's affine part, which starts
+    /// at 1 and 0); the option is left out of the serialized config when off (trial ids stay).
+    #[test]
+    fn discriminator_batch_norm_normalises_each_hidden_layer() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let cfg = DiscriminatorConfig { hidden: vec![6, 5], dropout: 0.0, batch_norm: true, ..Default::default() };
+        let d = Discriminator::new(&vs.root(), 4, &cfg);
+        let names: Vec<String> = vs.variables().into_keys().collect();
+        assert!(names.iter().any(|n| n == "bn0.running_mean") && names.iter().any(|n| n == "bn1.weight"), "{names:?}");
+        let x = Tensor::randn([16, 4], (tch::Kind::Float, tch::Device::Cpu)) * 3.0 + 2.0;
+        let z = d.layers[0].0.forward(&x);
+        let h = d.layers[0].1.as_ref().unwrap().forward_t(&z, true);
+        let (m, v) = (z.mean_dim([0].as_slice(), true, tch::Kind::Float), z.var_dim([0].as_slice(), false, true));
+        let want = (&z - m) / (v + 1e-5).sqrt();
+        assert!(h.allclose(&want, 1e-4, 1e-5, false), "{h} vs {want}");
+        assert_eq!(d.forward_t(&x, true).size(), vec![16]);
+        let off = serde_json::to_string(&DiscriminatorConfig::default()).unwrap();
+        assert!(!off.contains("batch_norm"), "{off}");
+        assert!(serde_json::to_string(&cfg).unwrap().contains("\"batch_norm\":true"));
+    }
 
     /// Widths are checked against the layer-width limit before any tensor is built.
     #[test]

@@ -17,7 +17,7 @@ pub mod mmd;
 
 pub use backbone::{Activation, BackboneConfig, build_backbone};
 pub use grl::grad_reverse;
-pub use heads::{ClassifierHead, Discriminator, DiscriminatorConfig, HeadConfig, Layer, Pair};
+pub use heads::{ClassifierHead, Discriminator, DiscriminatorConfig, HeadConfig, Layer, Pair, batch_norm1d};
 pub use losses::{RandomizedMultilinear, coral_loss, entropy, multilinear};
 pub use method::{HeadMethod, HeadNet, NetLoss, Transfer, backbone_layers, copy_prefix};
 pub use mmd::{Bandwidth, Estimator, KernelConfig, MmdConfig, jmmd2, mmd2};

@@ -106,7 +106,7 @@ impl HeadMethod {
             let pair = net.forward_pair(batch);
             let cls = (pair.0).1.cross_entropy_for_logits(&batch.source_y);
             let t = transfer(&pair, batch, ctx)?;
-            let (c, v) = (cls.double_value(&[]), t.loss.double_value(&[]));
+            let (c, v) = (dalab_core::Scalar::from(&cls), dalab_core::Scalar::from(&t.loss));
             let mut out = StepOutput::new(cls + t.loss * trade_off).with("loss/cls", c);
             out.scalars.push((format!("loss/{name}"), v));
             out.scalars.extend(t.scalars);

@@ -389,15 +389,12 @@ struct StepOptimizers<'a> {
     active: &'a [usize],
     step: usize,
     stage: &'static str,
+    /// The losses stepped since their values were last read: see [`Stepper::check_losses`].
+    pending: &'a mut Vec<(String, usize, Tensor)>,
 }
 
 impl Optimizers for StepOptimizers<'_> {
-    fn backward_step(&mut self, name: &str, loss: &Tensor, groups: &[&str]) -> dalab_core::Result<f64> {
-        let v = loss.double_value(&[]);
-        if !v.is_finite() {
-            let kind = if v.is_nan() { "NaN" } else { "infinite" };
-            return Err(dalab_core::Error::NonFiniteLoss { kind, what: name.to_string(), step: self.step });
-        }
+    fn backward_step(&mut self, name: &str, loss: &Tensor, groups: &[&str]) -> dalab_core::Result<dalab_core::Scalar> {
         if let Some(g) = groups.iter().find(|g| !self.active.iter().any(|&i| self.opts[i].name == **g)) {
             return Err(dalab_core::Error::Other(format!(
                 "stage `{}` does not step parameter group `{g}` (it steps: {})",
@@ -412,7 +409,9 @@ impl Optimizers for StepOptimizers<'_> {
                 self.opts[i].step(self.lrs[i]);
             }
         }
-        Ok(v)
+        let value = loss.detach();
+        self.pending.push((name.to_string(), self.step, value.shallow_clone()));
+        Ok(dalab_core::Scalar::Tensor(value))
     }
 }
 
@@ -428,6 +427,8 @@ pub struct Stepper {
     pub groups: Vec<Group>,
     /// Optimisation steps done (names the step of a non-finite loss).
     pub step: usize,
+    /// Every loss stepped since the last [`Stepper::check_losses`]: (name, step, detached value on the device).
+    pending: Vec<(String, usize, Tensor)>,
 }
 
 impl std::fmt::Debug for Stepper {
@@ -443,7 +444,15 @@ impl Stepper {
         let groups = method.groups();
         let opts = group_optimizers(vs, &groups, st, name)?;
         let grads = nn::OptimizerConfig::build(nn::Sgd::default(), vs, 0.0)?;
-        Ok(Self { opts, groups, step: 0, grads })
+        Ok(Self { opts, groups, step: 0, grads, pending: Vec::new() })
+    }
+
+    /// Reads the losses stepped since the last call (one transfer from the device) and fails on the first that is
+    /// NaN or infinite, naming it and its step. The training loop calls it whenever it logs, evaluates or writes a
+    /// checkpoint, so nothing is recorded from a model that a non-finite loss has reached, and a step never waits
+    /// for the device only to check its loss.
+    pub fn check_losses(&mut self) -> Result<()> {
+        check_pending(&mut self.pending)
     }
 
     /// One iteration of `stage` (labelled target data only where the setting grants it), every group's learning
@@ -468,6 +477,7 @@ impl Stepper {
             active: &active,
             step: self.step,
             stage: stage.name,
+            pending: &mut self.pending,
         };
         let mut scalars = match labelled {
             None => method.train_step(batch, ctx, &mut so)?,
@@ -475,12 +485,29 @@ impl Stepper {
         };
         self.step += 1;
         if active.len() == 1 {
-            scalars.push(("lr".to_string(), lrs[active[0]]));
+            scalars.push(("lr".to_string(), lrs[active[0]].into()));
         } else {
-            scalars.extend(active.iter().map(|&g| (format!("lr/{}", self.groups[g].name), lrs[g])));
+            scalars.extend(active.iter().map(|&g| (format!("lr/{}", self.groups[g].name), lrs[g].into())));
         }
         Ok(scalars)
     }
+}
+
+/// Reads `pending` losses in one transfer, empties it, and fails on the first NaN or infinite one.
+fn check_pending(pending: &mut Vec<(String, usize, Tensor)>) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let pending = std::mem::take(pending);
+    let scalars: Vec<(String, dalab_core::Scalar)> =
+        pending.iter().map(|(n, _, t)| (n.clone(), dalab_core::Scalar::Tensor(t.shallow_clone()))).collect();
+    for ((name, step, _), (_, v)) in pending.iter().zip(dalab_core::resolve(&scalars)) {
+        if !v.is_finite() {
+            let kind = if v.is_nan() { "NaN" } else { "infinite" };
+            return Err(dalab_core::Error::NonFiniteLoss { kind, what: name.clone(), step: *step }.into());
+        }
+    }
+    Ok(())
 }
 
 /// Assigns every trainable variable of `vs` to exactly one of `groups` and builds the groups' optimizers.
@@ -904,12 +931,19 @@ fn train_inner(
             let scalars = stepper.iterate(method.as_mut(), stage, batch, labelled.as_ref(), &ctx, factor)?;
             step += 1;
             let stage_end = it + 1 == *n;
-            if step % tc.log_interval == 0 || stage_end {
+            let (log, eval) = (step % tc.log_interval == 0 || stage_end, step % tc.eval_interval == 0 || stage_end);
+            let ckpt = ckpt_interval > 0 && step % ckpt_interval == 0 && step < total;
+            if log || eval || ckpt {
+                // The losses since the last check, read from the device (the only sync of the steps between).
+                stepper.check_losses()?;
+            }
+            if log {
+                let values = dalab_core::resolve(&scalars);
                 for s in sinks.iter_mut() {
-                    s.step(step, &scalars)?;
+                    s.step(step, &values)?;
                 }
             }
-            if step % tc.eval_interval == 0 || stage_end {
+            if eval {
                 let mut rec = eval_set.evaluate(method.as_ref(), step, tc.eval_batch_size)?;
                 rec.stage = Some(stage.name.to_string());
                 for s in sinks.iter_mut() {
@@ -923,7 +957,7 @@ fn train_inner(
                 evaluations.push(rec.clone());
                 last = Some(rec);
             }
-            if ckpt_interval > 0 && step % ckpt_interval == 0 && step < total {
+            if ckpt {
                 let dir = out_dir.expect("checkpoints need the trial folder");
                 for s in sinks.iter_mut() {
                     s.flush()?;
@@ -1119,6 +1153,7 @@ mod tests {
                 active: &[0],
                 step: 0,
                 stage: "train",
+                pending: &mut Vec::new(),
             };
             so.backward_step("loss", &(b.sum(Kind::Float) + m.sum(Kind::Float)), &[]).unwrap();
             assert_eq!(Vec::<f32>::try_from(&m).unwrap(), vec![-0.5; 2]);
@@ -1142,11 +1177,43 @@ mod tests {
         assert_eq!(e, "method `m`: variable `method.b.w` is in parameter groups a and b");
         let mut opts = group_optimizers(&vs, &[Group::all()], &st, "m").unwrap();
         let mut grads = nn::OptimizerConfig::build(nn::Sgd::default(), &vs, 0.0).unwrap();
-        let mut so =
-            StepOptimizers { opts: &mut opts, grads: &mut grads, lrs: &[0.1], active: &[0], step: 7, stage: "train" };
-        let nan = Tensor::from_slice(&[f64::NAN]).sum(Kind::Double);
-        let e = so.backward_step("loss/discrepancy", &nan, &[]).unwrap_err().to_string();
+        let mut pending = Vec::new();
+        let mut at = |step: usize, pending: &mut Vec<(String, usize, Tensor)>, name: &str, loss: &Tensor| {
+            let mut so = StepOptimizers {
+                opts: &mut opts,
+                grads: &mut grads,
+                lrs: &[0.1],
+                active: &[0],
+                step,
+                stage: "train",
+                pending,
+            };
+            so.backward_step(name, loss, &[]).map(|_| ())
+        };
+        // A non-finite loss does not stop the step (its value stays on the device); the next check names the first
+        // one and its step, then starts afresh.
+        let w = _a.sum(Kind::Float);
+        let (one, nan, inf) = (&w + 1.0, &w * f64::NAN, &w + f64::INFINITY);
+        at(6, &mut pending, "loss", &one.shallow_clone()).unwrap();
+        at(7, &mut pending, "loss/discrepancy", &nan).unwrap();
+        at(8, &mut pending, "loss", &inf).unwrap();
+        assert_eq!(pending.len(), 3);
+        let e = check_pending(&mut pending).unwrap_err().to_string();
         assert_eq!(e, "NaN loss/discrepancy at step 7");
+        assert!(pending.is_empty());
+        at(9, &mut pending, "loss", &inf).unwrap();
+        assert_eq!(check_pending(&mut pending).unwrap_err().to_string(), "infinite loss at step 9");
+        at(10, &mut pending, "loss", &one).unwrap();
+        check_pending(&mut pending).unwrap();
+        let mut so = StepOptimizers {
+            opts: &mut opts,
+            grads: &mut grads,
+            lrs: &[0.1],
+            active: &[0],
+            step: 7,
+            stage: "train",
+            pending: &mut pending,
+        };
         let e = so.backward_step("loss", &Tensor::from(1.0), &["disc"]).unwrap_err().to_string();
         assert_eq!(e, "stage `train` does not step parameter group `disc` (it steps: all)");
     }

@@ -149,7 +149,7 @@ impl Method for Model {
                 Ok(vec![
                     ("loss/mapping".into(), mapping),
                     ("loss/adversary".into(), adversary),
-                    ("domain_acc".into(), acc.mean(Kind::Float).double_value(&[])),
+                    ("domain_acc".into(), acc.mean(Kind::Float).into()),
                 ])
             }
             StageBatch::Target(_) | StageBatch::Sources(_) => Err(dalab_core::Error::Other(

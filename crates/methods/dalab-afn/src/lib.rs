@@ -37,7 +37,7 @@ dalab_core::method_factory! {
     build(cfg: &AfnConfig, vs, env) {
         let dr = cfg.delta_r;
         HeadMethod::boxed(vs, env, &cfg.head, cfg.trade_off, "norm", move |((fs, _), (ft, _)), _, _| {
-            let mean_norm = |f: &Tensor| f.norm_scalaropt_dim(2, [1], false).mean(f.kind()).double_value(&[]);
+            let mean_norm = |f: &Tensor| f.norm_scalaropt_dim(2, [1], false).mean(f.kind()).detach();
             let (ns, nt) = (mean_norm(fs), mean_norm(ft));
             let t = stepwise_norm(fs, dr) + stepwise_norm(ft, dr);
             Ok(StepOutput::new(t).with("norm/source", ns).with("norm/target", nt))

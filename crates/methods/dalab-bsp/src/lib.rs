@@ -57,12 +57,12 @@ dalab_core::method_factory! {
             let lambda = c.trade_off * c.lambda_schedule.at(ctx.progress);
             let (domain, domain_acc) = disc.domain_loss(&grad_reverse(fs, lambda), &grad_reverse(ft, lambda));
             let bsp = spectral_penalty(fs, ft, c.k);
-            let (d, b) = (domain.double_value(&[]), bsp.double_value(&[]));
+            let (d, b) = (domain.detach(), bsp.detach());
             Ok(StepOutput::new(domain + bsp * c.bsp_trade_off)
                 .with("loss/domain", d)
                 .with("loss/bsp", b)
                 .with("lambda", lambda)
-                .with("domain_acc", domain_acc))
+                .with("domain_acc", &domain_acc))
         }))
     }
 }

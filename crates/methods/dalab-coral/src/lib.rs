@@ -92,7 +92,7 @@ impl Method for Model {
         }
         let xs = batch.source_x.flatten(1, -1).matmul(&self.matrix);
         let cls = self.classifier.forward(&xs).cross_entropy_for_logits(&batch.source_y);
-        let c = cls.double_value(&[]);
+        let c = cls.detach();
         Ok(StepOutput::new(cls).with("loss/cls", c))
     }
 

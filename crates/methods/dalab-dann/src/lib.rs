@@ -21,6 +21,10 @@ dalab_core::method_config! {
         lambda_schedule: LambdaSchedule = LambdaSchedule::default(), nested;
         /// The domain discriminator (1024-1024 with dropout 0.5 as in the paper's deep models).
         discriminator: DiscriminatorConfig = DiscriminatorConfig::default(), nested;
+        /// The bottleneck and classifier on the backbone (TLlib's fine-tuning recipe: `{bottleneck: 256,
+        /// batch_norm: true}`); the discriminator sits on the bottleneck's features.
+        #[serde(skip_serializing_if = "HeadConfig::is_default")]
+        head: HeadConfig = HeadConfig::default(), nested;
     }
 }
 
@@ -28,8 +32,7 @@ dalab_core::method_factory! {
     /// The registry entry.
     pub Dann: "dann", "domain-adversarial training with gradient reversal (Ganin et al. 2016)";
     build(cfg: &DannConfig, vs, env) {
-        // The classifier is a plain linear layer: the head's default (`vs/classifier`), no `head` option.
-        let net = HeadNet::new(vs, env.backbone, env.num_classes, &HeadConfig::default());
+        let net = HeadNet::new(vs, env.backbone, env.num_classes, &cfg.head);
         let disc = Discriminator::new(&(vs / "discriminator"), net.head.feature_dim(), &cfg.discriminator);
         let (trade_off, schedule) = (cfg.trade_off, cfg.lambda_schedule);
         // λ sits in the reversal layer, so the domain term enters the loss with weight 1.

@@ -41,7 +41,7 @@ mod tests {
         let p = m.predict(&b.target_x).softmax(-1, tch::Kind::Double);
         let by_hand = -(&p * p.log()).sum_dim_intlist(-1, false, tch::Kind::Double).mean(tch::Kind::Double);
         let out = m.training_loss(&b, &StepCtx::at(0, 1, tch::Device::Cpu)).unwrap();
-        let get = |k: &str| out.scalars.iter().find(|(n, _)| n == k).unwrap().1;
+        let get = |k: &str| out.scalars.iter().find(|(n, _)| n == k).unwrap().1.value();
         assert!((get("loss/entropy") - by_hand.double_value(&[])).abs() < 1e-6);
         assert!((out.loss.double_value(&[]) - get("loss/cls") - 0.1 * get("loss/entropy")).abs() < 1e-6);
     }

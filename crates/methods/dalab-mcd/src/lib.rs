@@ -74,17 +74,17 @@ impl Method for Model {
         let nt = f.size()[0] - ns;
         let d_b = discrepancy(&l1.narrow(0, ns, nt), &l2.narrow(0, ns, nt));
         let loss_b = ce((l1.narrow(0, 0, ns), l2.narrow(0, 0, ns))) - &d_b;
-        let d_b = d_b.double_value(&[]);
+        let d_b = d_b.detach();
         opt.backward_step("loss/classifiers", &loss_b, &["classifiers"])?;
         // C: the generator against the fixed classifiers, num_k times.
-        let mut d_c = f64::NAN;
+        let mut d_c = dalab_core::Scalar::Value(f64::NAN);
         for _ in 0..self.num_k {
             let (t1, t2) = self.logits(&self.g.forward_t(&b.target_x, true), true);
             d_c = opt.backward_step("loss/discrepancy", &discrepancy(&t1, &t2), &["generator"])?;
         }
         Ok(vec![
-            ("loss/cls".into(), cls / 2.0),
-            ("discrepancy/classifiers".into(), d_b),
+            ("loss/cls".into(), cls.scaled(0.5)),
+            ("discrepancy/classifiers".into(), d_b.into()),
             ("loss/discrepancy".into(), d_c),
         ])
     }
@@ -125,7 +125,7 @@ mod tests {
     fn the_three_steps_touch_the_right_groups_in_order() {
         struct Record<'a>(&'a tch::nn::VarStore, Vec<(String, Vec<String>, bool)>);
         impl Optimizers for Record<'_> {
-            fn backward_step(&mut self, name: &str, loss: &Tensor, groups: &[&str]) -> Result<f64> {
+            fn backward_step(&mut self, name: &str, loss: &Tensor, groups: &[&str]) -> Result<dalab_core::Scalar> {
                 for (_, mut t) in self.0.variables() {
                     t.zero_grad();
                 }
@@ -133,7 +133,7 @@ mod tests {
                 let g = self.0.variables()["backbone.fc0.weight"].grad();
                 let generator_grad = g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0;
                 self.1.push((name.into(), groups.iter().map(|s| s.to_string()).collect(), generator_grad));
-                Ok(loss.double_value(&[]))
+                Ok(loss.into())
             }
         }
         let cfg = McdConfig { num_k: 2, ..Default::default() };

@@ -67,11 +67,11 @@ dalab_core::method_factory! {
 
 /// French et al.'s consistency loss: `mean_i m_i · mean_k (student_ik − teacher_ik)²` over softmax outputs, with
 /// `m_i = [max_k teacher_ik > threshold]`. Also returns the fraction of samples in the mask.
-pub fn consistency(student: &Tensor, teacher: &Tensor, threshold: f64) -> (Tensor, f64) {
+pub fn consistency(student: &Tensor, teacher: &Tensor, threshold: f64) -> (Tensor, Tensor) {
     let k = student.kind();
     let mask = teacher.max_dim(1, false).0.gt(threshold).to_kind(k);
     let d = (student - teacher).square().mean_dim(1, false, k);
-    ((d * &mask).mean(k), mask.mean(Kind::Float).double_value(&[]))
+    ((d * &mask).mean(k), mask.mean(Kind::Float))
 }
 
 type Net = (Box<dyn FeatureExtractor>, ClassifierHead);
@@ -127,7 +127,7 @@ impl Method for Model {
         });
         let cls = ls.cross_entropy_for_logits(&b.source_y);
         let (cons, mask) = consistency(&lt.softmax(-1, Kind::Float), &pt, self.cfg.confidence_threshold);
-        let (c, u) = (cls.double_value(&[]), cons.double_value(&[]));
+        let (c, u) = (cls.detach(), cons.detach());
         let total = opt.backward_step("loss", &(cls + cons * self.cfg.consistency_weight), &[])?;
         let a = self.cfg.ema_decay;
         tch::no_grad(|| {
@@ -137,9 +137,9 @@ impl Method for Model {
         });
         Ok(vec![
             ("loss/total".into(), total),
-            ("loss/cls".into(), c),
-            ("loss/consistency".into(), u),
-            ("consistency/mask".into(), mask),
+            ("loss/cls".into(), c.into()),
+            ("loss/consistency".into(), u.into()),
+            ("consistency/mask".into(), mask.into()),
         ])
     }
 
@@ -168,10 +168,10 @@ mod tests {
         let t = Tensor::from_slice(&[0.6f64, 0.4, 0.98, 0.02]).reshape([2, 2]);
         // Row 0: ((0.1)² + (0.1)²)/2 = 0.01; row 1: ((0.08)² + (0.08)²)/2 = 0.0064.
         let (all, m) = consistency(&s, &t, 0.0);
-        assert!((all.double_value(&[]) - (0.01 + 0.0064) / 2.0).abs() < 1e-12 && m == 1.0);
+        assert!((all.double_value(&[]) - (0.01 + 0.0064) / 2.0).abs() < 1e-12 && m.double_value(&[]) == 1.0);
         // Threshold 0.968: only row 1 (teacher confidence 0.98) counts; the mean is still over both rows.
         let (masked, m) = consistency(&s, &t, 0.968);
-        assert!((masked.double_value(&[]) - 0.0064 / 2.0).abs() < 1e-12 && m == 0.5);
+        assert!((masked.double_value(&[]) - 0.0064 / 2.0).abs() < 1e-12 && m.double_value(&[]) == 0.5);
     }
 
     /// The teacher is non-trainable, in `vs.variables()`, starts as the student, and after one step equals

@@ -192,7 +192,12 @@ impl Model {
     }
 
     /// GradNorm's step of the weights and the network (see the module comment).
-    fn gradnorm_step(&mut self, losses: &[Tensor], opt: &mut dyn Optimizers, out: &mut Scalars) -> Result<f64> {
+    fn gradnorm_step(
+        &mut self,
+        losses: &[Tensor],
+        opt: &mut dyn Optimizers,
+        out: &mut Scalars,
+    ) -> Result<dalab_core::Scalar> {
         let (w, l0) = (self.weights.as_ref().expect("gradnorm"), self.initial_loss.as_ref().expect("gradnorm"));
         let shared = self.shared_layer.as_ref().ok_or_else(|| {
             dalab_core::Error::Other("mtl: gradnorm found no shared layer (begin_stage was not called)".into())
@@ -221,8 +226,7 @@ impl Model {
             w.shallow_clone().copy_(&renorm)
         });
         out.push(("loss/gradnorm".into(), vg));
-        let wv = Vec::<f64>::try_from(w.to_kind(Kind::Double))?;
-        out.extend(self.names.iter().zip(wv).map(|(n, x)| (format!("weight/{n}"), x)));
+        out.extend(self.names.iter().enumerate().map(|(i, n)| (format!("weight/{n}"), w.get(i as i64).into())));
         Ok(v)
     }
 }
@@ -289,7 +293,7 @@ impl Method for Model {
         }
         let mut out: Scalars = Vec::new();
         for (&i, li) in active.iter().zip(&losses) {
-            out.push((format!("loss/task/{}", self.names[i]), li.double_value(&[])));
+            out.push((format!("loss/task/{}", self.names[i]), li.into()));
         }
         let total = match self.cfg.weighting {
             Weighting::Gradnorm => {
@@ -314,8 +318,9 @@ impl Method for Model {
                 if let Some(p) = self.soft_penalty() {
                     total = total.map(|x| x + p);
                 }
-                let sv = Vec::<f64>::try_from(s.to_kind(Kind::Double))?;
-                out.extend(self.names.iter().zip(sv).map(|(n, x)| (format!("log_var/{n}"), x)));
+                out.extend(
+                    self.names.iter().enumerate().map(|(i, n)| (format!("log_var/{n}"), s.get(i as i64).into())),
+                );
                 total
             }
         };
@@ -410,7 +415,7 @@ mod tests {
     }
 
     fn scalar(s: &Scalars, name: &str) -> f64 {
-        s.iter().find(|(k, _)| k == name).unwrap_or_else(|| panic!("no scalar {name} in {s:?}")).1
+        s.iter().find(|(k, _)| k == name).unwrap_or_else(|| panic!("no scalar {name} in {s:?}")).1.value()
     }
 
     /// MTL with the source weighted 0 is single-task training: target-only with the same seed, bit for bit.

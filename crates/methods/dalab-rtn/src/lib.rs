@@ -62,7 +62,7 @@ dalab_core::method_factory! {
             let z = |f: &Tensor, l: &Tensor| multilinear(f, &l.softmax(-1, l.kind()));
             let mmd = mmd2(&z(&fs, &ls), &z(&ft, &lt), &cfg.mmd);
             let ent = entropy(&lt);
-            let (c, m, e) = (cls.double_value(&[]), mmd.double_value(&[]), ent.double_value(&[]));
+            let (c, m, e) = (cls.detach(), mmd.detach(), ent.detach());
             let total = cls + mmd * cfg.trade_off + ent * cfg.entropy_weight;
             Ok(StepOutput::new(total).with("loss/cls", c).with("loss/mmd", m).with("loss/entropy", e))
         }))

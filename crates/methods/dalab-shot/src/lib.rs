@@ -121,7 +121,9 @@ dalab_core::method_factory! {
     build(cfg: &ShotConfig, vs, env) {
         let (b, k) = (cfg.bottleneck as i64, env.num_classes);
         let bottleneck = nn::linear(vs / "bottleneck" / "linear", env.backbone.out_dim(), b, Default::default());
-        let bn = nn::batch_norm1d(vs / "bottleneck" / "bn", b, Default::default());
+        // PyTorch's `BatchNorm1d` init (weight 1; tch draws it in [0, 1)), as the official code's layer has it.
+        let bn_cfg = nn::BatchNormConfig { ws_init: nn::Init::Const(1.0), ..Default::default() };
+        let bn = nn::batch_norm1d(vs / "bottleneck" / "bn", b, bn_cfg);
         let classifier = WeightNorm::new(&(vs / "classifier"), b, k);
         let p = vs / "pseudo";
         let clusters = Clusters {
@@ -249,15 +251,15 @@ impl Method for Model {
                 let (ent, div) = information_maximisation(&logits);
                 let pseudo = logits.cross_entropy_for_logits(&labels);
                 let agree = logits.argmax(1, false).eq_tensor(&labels).to_kind(Kind::Float).mean(Kind::Float);
-                let (e, d, ps) = (ent.double_value(&[]), div.double_value(&[]), pseudo.double_value(&[]));
+                let (e, d, ps) = (ent.detach(), div.detach(), pseudo.detach());
                 let loss = ent - div + pseudo * self.cfg.pseudo_label_weight;
                 let total = opt.backward_step("loss", &loss, &["features"])?;
                 Ok(vec![
                     ("loss/total".into(), total),
-                    ("loss/ent".into(), e),
-                    ("loss/div".into(), d),
-                    ("loss/pseudo".into(), ps),
-                    ("pseudo/agreement".into(), agree.double_value(&[])),
+                    ("loss/ent".into(), e.into()),
+                    ("loss/div".into(), d.into()),
+                    ("loss/pseudo".into(), ps.into()),
+                    ("pseudo/agreement".into(), agree.into()),
                 ])
             }
             StageBatch::Both(_) | StageBatch::Sources(_) => Err(Error::Other(format!(
@@ -384,7 +386,7 @@ mod tests {
         for it in 0..5 {
             let ctx = StepCtx { stage: "adapt", ..StepCtx::at(it, 5, Device::Cpu) };
             let s = stepper.iterate(m.as_mut(), &stages[1], StageBatch::Target(&tgt), None, &ctx, 1.0).unwrap();
-            assert!(s.iter().any(|(k, v)| k == "loss/pseudo" && v.is_finite()));
+            assert!(s.iter().any(|(k, v)| k == "loss/pseudo" && v.value().is_finite()));
         }
         for ((k, before), (_, after)) in classifier.iter().zip(snap("method.classifier.")) {
             assert!(before.equal(&after), "{k} moved during adaptation");
@@ -398,8 +400,8 @@ mod tests {
 
     struct NoSteps;
     impl Optimizers for NoSteps {
-        fn backward_step(&mut self, _: &str, loss: &Tensor, _: &[&str]) -> Result<f64> {
-            Ok(loss.double_value(&[]))
+        fn backward_step(&mut self, _: &str, loss: &Tensor, _: &[&str]) -> Result<dalab_core::Scalar> {
+            Ok(loss.into())
         }
     }
 }

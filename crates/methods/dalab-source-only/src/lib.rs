@@ -35,7 +35,7 @@ impl Model {
 impl Method for Model {
     fn training_loss(&mut self, batch: &DaBatch, _ctx: &StepCtx) -> Result<StepOutput> {
         let cls = self.ce(&batch.source_x, &batch.source_y);
-        let value = cls.double_value(&[]);
+        let value = cls.detach();
         Ok(StepOutput::new(cls).with("loss/cls", value))
     }
 
@@ -50,9 +50,9 @@ impl Method for Model {
             return Err(dalab_core::Error::Other("source-only: its one stage needs source and target batches".into()));
         };
         let (cls, tgt) = (self.ce(&b.source_x, &b.source_y), self.ce(&l.x, &l.y));
-        let (c, t) = (cls.double_value(&[]), tgt.double_value(&[]));
+        let (c, t) = (cls.detach(), tgt.detach());
         let total = opt.backward_step("loss", &(cls + tgt), &[])?;
-        Ok(vec![("loss/total".into(), total), ("loss/cls".into(), c), ("loss/cls_target".into(), t)])
+        Ok(vec![("loss/total".into(), total), ("loss/cls".into(), c.into()), ("loss/cls_target".into(), t.into())])
     }
 
     fn predict(&self, x: &Tensor) -> Tensor {

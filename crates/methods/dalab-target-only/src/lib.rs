@@ -61,10 +61,10 @@ mod tests {
     struct Record(Vec<f64>);
 
     impl Optimizers for Record {
-        fn backward_step(&mut self, _name: &str, loss: &Tensor, _groups: &[&str]) -> Result<f64> {
+        fn backward_step(&mut self, _name: &str, loss: &Tensor, _groups: &[&str]) -> Result<dalab_core::Scalar> {
             let v = loss.double_value(&[]);
             self.0.push(v);
-            Ok(v)
+            Ok(v.into())
         }
     }
 
