@@ -16,7 +16,8 @@ pub enum DataCmd {
         name: Option<String>,
     },
     /// Download dataset NAME from its origin into the data directory (resumable, verified before it is
-    /// moved into place).
+    /// moved into place); an image benchmark (office31, office-home, visda2017, domainnet): its archives,
+    /// extracted under its root.
     Fetch {
         /// Dataset manifest name, e.g. office-caltech10-surf.
         name: String,
@@ -33,7 +34,21 @@ pub enum DataCmd {
 pub fn run_data(cmd: &DataCmd, data_dir: Option<&Path>) -> anyhow::Result<()> {
     let dir = dalab_data::data_dir(data_dir);
     match cmd {
-        DataCmd::List => print!("{}", dalab_data::manifest::render_list(&dir)),
+        DataCmd::List => {
+            print!("{}", dalab_data::manifest::render_list(&dir));
+            println!("\nimage benchmarks (`dataset: {{name: NAME}}`; `dalab data fetch NAME` downloads the archives):");
+            for b in dalab_data::benchmarks::all() {
+                let root = dir.join(&b.root);
+                let state = if root.is_dir() { "present" } else { "not fetched" };
+                println!(
+                    "  {:<12} {state:<12} {} ({} domains, {} classes)",
+                    b.name,
+                    b.title,
+                    b.domains.len(),
+                    b.classes.len()
+                );
+            }
+        }
         DataCmd::Verify { name } => {
             let reports = dalab_data::manifest::verify(&dir, name.as_deref())?;
             print!("{}", dalab_data::manifest::render_reports(&reports, true));
@@ -44,6 +59,26 @@ pub fn run_data(cmd: &DataCmd, data_dir: Option<&Path>) -> anyhow::Result<()> {
         }
         DataCmd::Fetch { name, mirror, partial_dir } => {
             let opts = FetchOptions { mirror: mirror.clone(), partial_dir: partial_dir.clone(), timeout: None };
+            if let Some(b) = dalab_data::benchmarks::find(name) {
+                // An image benchmark: archives, extracted under its root; no published checksums.
+                for (file, outcome) in dalab_data::benchmarks::fetch(name, &dir, &opts)? {
+                    match outcome {
+                        dalab_data::benchmarks::ArchiveOutcome::Present => println!("{file}: present"),
+                        dalab_data::benchmarks::ArchiveOutcome::Extracted { bytes, sha256 } => {
+                            println!(
+                                "{file}: downloaded {bytes} bytes, SHA-256 {sha256} (no published checksum to check it against), extracted"
+                            )
+                        }
+                    }
+                }
+                println!(
+                    "{}: {} under {} (recorded in FETCHED.yaml there)",
+                    b.name,
+                    b.title,
+                    dir.join(&b.root).display()
+                );
+                return Ok(());
+            }
             let files = dalab_data::fetch::fetch(name, &dir, &opts)?;
             print!("{}", dalab_data::fetch::render_outcomes(name, &files));
             let manual = files.iter().filter(|f| f.is_missing()).count();

@@ -905,6 +905,8 @@ fn the_office31_experiment_is_valid() {
     let (so, se) = text(&out);
     assert!(out.status.success(), "{so}\n{se}");
     assert!(so.contains("18 trial(s) of `office31-dann`") && so.contains("dann W→A seed 2"), "{so}");
+    let r = dalab_runner::report::load_reference(&repo().join("experiments/images/reference/office31-dann.yaml"));
+    assert!(r.is_ok(), "{:?}", r.err());
 }
 
 #[test]

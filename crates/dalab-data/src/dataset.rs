@@ -9,8 +9,10 @@
 //! | `jda-digits` | `mnist`, `usps` | [`JdaDigitsConfig`] |
 //! | `feature-files` | declared in YAML | [`FeatureFilesConfig`] |
 //! | `image-folders` | declared in YAML | [`ImageFoldersConfig`] |
+//! | `office31`, `office-home`, `visda2017`, `domainnet` | `A D W`, `Ar Cl Pr Rw`, `Synthetic Real`, `c i p q r s` | [`BenchmarkConfig`] |
 
 use crate::amazon::AmazonConfig;
+use crate::benchmarks::BenchmarkConfig;
 use crate::digits::{DigitsConfig, JdaDigitsConfig};
 use crate::features::FeatureFilesConfig;
 use crate::image_dataset::ImageFoldersConfig;
@@ -43,6 +45,15 @@ pub enum DatasetConfig {
     /// The user's own images: folders with one sub-folder per class, or image lists.
     #[serde(rename = "image-folders")]
     ImageFolders(ImageFoldersConfig),
+    /// Office-31 (`datasets/images/office31.yaml`): an image folder with its domains and classes given.
+    Office31(BenchmarkConfig),
+    /// Office-Home (`datasets/images/office-home.yaml`).
+    #[serde(rename = "office-home")]
+    OfficeHome(BenchmarkConfig),
+    /// VisDA-2017 classification (`datasets/images/visda2017.yaml`).
+    Visda2017(BenchmarkConfig),
+    /// DomainNet, cleaned (`datasets/images/domainnet.yaml`).
+    Domainnet(BenchmarkConfig),
 }
 
 impl Default for DatasetConfig {
@@ -62,6 +73,23 @@ impl DatasetConfig {
             DatasetConfig::JdaDigits(_) => "jda-digits",
             DatasetConfig::FeatureFiles(_) => "feature-files",
             DatasetConfig::ImageFolders(_) => "image-folders",
+            DatasetConfig::Office31(_) => "office31",
+            DatasetConfig::OfficeHome(_) => "office-home",
+            DatasetConfig::Visda2017(_) => "visda2017",
+            DatasetConfig::Domainnet(_) => "domainnet",
+        }
+    }
+
+    /// The benchmark and its options, for the image benchmarks.
+    fn benchmark(&self) -> Option<(&'static crate::benchmarks::Benchmark, &BenchmarkConfig)> {
+        match self {
+            DatasetConfig::Office31(c)
+            | DatasetConfig::OfficeHome(c)
+            | DatasetConfig::Visda2017(c)
+            | DatasetConfig::Domainnet(c) => {
+                Some((crate::benchmarks::find(self.name()).expect("every benchmark variant is embedded"), c))
+            }
+            _ => None,
         }
     }
 
@@ -72,7 +100,7 @@ impl DatasetConfig {
             DatasetConfig::AmazonReviews(c) => Some(&mut c.normalize),
             DatasetConfig::JdaDigits(c) => Some(&mut c.normalize),
             DatasetConfig::FeatureFiles(c) => Some(&mut c.normalize),
-            DatasetConfig::Moons(_) | DatasetConfig::Digits(_) | DatasetConfig::ImageFolders(_) => None,
+            _ => None,
         }
     }
 
@@ -109,6 +137,7 @@ impl DatasetConfig {
             DatasetConfig::JdaDigits(_) => JdaDigitsConfig::domain_names(),
             DatasetConfig::FeatureFiles(c) => c.domain_names(),
             DatasetConfig::ImageFolders(c) => c.domain_names(),
+            _ => self.benchmark().map_or_else(Vec::new, |(b, _)| b.domains.iter().map(|d| d.key.clone()).collect()),
         }
     }
 
@@ -119,7 +148,7 @@ impl DatasetConfig {
             DatasetConfig::AmazonReviews(_) => vec![crate::amazon::MANIFEST],
             DatasetConfig::Digits(_) => vec!["mnist", "mnist-5k", "usps", "mnist-m"],
             DatasetConfig::JdaDigits(_) => vec!["jda-digits"],
-            DatasetConfig::Moons(_) | DatasetConfig::FeatureFiles(_) | DatasetConfig::ImageFolders(_) => vec![],
+            _ => vec![],
         }
     }
 
@@ -132,6 +161,7 @@ impl DatasetConfig {
             DatasetConfig::Digits(c) => c.validate(),
             DatasetConfig::FeatureFiles(c) => c.validate(),
             DatasetConfig::ImageFolders(c) => c.validate(),
+            _ => self.benchmark().map_or(Ok(()), |(b, c)| c.resolve(b).validate()),
         }
     }
 
@@ -205,6 +235,10 @@ impl DatasetConfig {
             DatasetConfig::JdaDigits(c) => c.load_task(source, target, data_dir),
             DatasetConfig::FeatureFiles(c) => c.load_task(source, target, data_dir),
             DatasetConfig::ImageFolders(c) => c.load_task(source, target, data_dir),
+            _ => {
+                let (b, c) = self.benchmark().expect("the remaining variants are benchmarks");
+                c.load_task(b, source, target, data_dir)
+            }
         }
     }
 }

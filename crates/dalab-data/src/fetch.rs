@@ -60,13 +60,7 @@ pub fn fetch(name: &str, data_dir: &Path, opts: &FetchOptions) -> Result<Vec<Fet
 /// stay: they are verified).
 pub fn fetch_manifest(m: &Manifest, data_dir: &Path, opts: &FetchOptions) -> Result<Vec<FetchedFile>> {
     let partial_dir = opts.partial_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("dalab-fetch"));
-    let timeout = opts.timeout.unwrap_or(Duration::from_secs(30));
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(timeout))
-        .timeout_recv_response(Some(timeout))
-        .build()
-        .into();
+    let agent = agent(opts);
     let mut out = Vec::new();
     for f in &m.files {
         let dest = local_path(data_dir, &f.path);
@@ -91,6 +85,37 @@ pub fn fetch_manifest(m: &Manifest, data_dir: &Path, opts: &FetchOptions) -> Res
         out.push(FetchedFile { path: f.path.clone(), outcome, optional: f.optional });
     }
     Ok(out)
+}
+
+/// The HTTP agent of a fetch (HTTP errors as statuses; connect and response timeouts, default 30 s).
+pub(crate) fn agent(opts: &FetchOptions) -> ureq::Agent {
+    let timeout = opts.timeout.unwrap_or(Duration::from_secs(30));
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(timeout))
+        .timeout_recv_response(Some(timeout))
+        .build()
+        .into()
+}
+
+/// Downloads `url` into `part` (from scratch: the size is not known beforehand, so there is nothing to resume
+/// against). Returns the bytes written; an HTTP error status or a broken transfer deletes `part`.
+pub(crate) fn download(agent: &ureq::Agent, url: &str, part: &Path) -> Result<u64> {
+    let mut resp = agent.get(url).call().map_err(|e| fetch_err(url, e.to_string()))?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(fetch_err(url, format!("HTTP status {status}")));
+    }
+    let mut file = std::fs::File::create(part).map_err(|e| Error::io(part, e))?;
+    let copied = std::io::copy(&mut resp.body_mut().as_reader(), &mut file);
+    match copied.and_then(|n| file.flush().map(|()| n)) {
+        Ok(n) => Ok(n),
+        Err(e) => {
+            drop(file);
+            std::fs::remove_file(part).ok();
+            Err(fetch_err(url, format!("transfer failed ({e}); nothing was kept")))
+        }
+    }
 }
 
 fn fetch_err(url: &str, msg: impl Into<String>) -> Error {

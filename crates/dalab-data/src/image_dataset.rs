@@ -69,6 +69,10 @@ pub struct ImageFoldersConfig {
     /// The transform of every evaluation pass (deterministic). Default: each image resized to `image.size`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_transform: Option<TransformSpec>,
+    /// Every folder domain must have exactly the classes of `classes` (the benchmarks: a truncated download is an
+    /// error, not a smaller problem). Not an option of the YAML.
+    #[serde(skip)]
+    pub all_classes: bool,
 }
 
 /// Where decoded images live (see the module documentation).
@@ -82,7 +86,7 @@ pub enum ImageLoad {
 }
 
 impl ImageLoad {
-    fn is_auto(&self) -> bool {
+    pub fn is_auto(&self) -> bool {
         *self == ImageLoad::Auto
     }
 }
@@ -99,6 +103,20 @@ fn is_default_prefetch(v: &usize) -> bool {
 }
 
 impl ImageFoldersConfig {
+    /// The dataset of `domains` with every option at its default.
+    pub fn new(domains: Vec<ImageDomain>) -> Self {
+        Self {
+            domains,
+            classes: None,
+            image: ImageOptions::default(),
+            load: ImageLoad::Auto,
+            prefetch: default_prefetch(),
+            train_transform: None,
+            eval_transform: None,
+            all_classes: false,
+        }
+    }
+
     pub fn domain_names(&self) -> Vec<String> {
         self.domains.iter().map(|d| d.name.clone()).collect()
     }
@@ -144,13 +162,50 @@ impl ImageFoldersConfig {
         };
         match (list, &d.folder) {
             (None, Some(f)) => {
-                let (classes, paths, labels) = images::scan_folder(&data_dir.join(f))?;
-                Ok((files(paths), labels, Some(classes)))
+                let dir = data_dir.join(f);
+                let (found, paths, labels) = images::scan_folder(&dir)?;
+                let Some(classes) = &self.classes else { return Ok((files(paths), labels, Some(found))) };
+                // The dataset names its classes: each folder's label is its name's position there.
+                let index: Vec<i64> = found
+                    .iter()
+                    .map(|c| {
+                        classes.iter().position(|k| k == c).map(|i| i as i64).ok_or_else(|| {
+                            Error::format(&dir, format!("class folder `{c}` is not one of the dataset's classes"))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                if self.all_classes && found.len() != classes.len() {
+                    let missing: Vec<&str> =
+                        classes.iter().filter(|k| !found.contains(k)).map(String::as_str).take(5).collect();
+                    return Err(Error::format(
+                        &dir,
+                        format!(
+                            "{} of the {} class folders are missing (e.g. {}): an incomplete download?",
+                            classes.len() - found.len(),
+                            classes.len(),
+                            missing.join(", ")
+                        ),
+                    ));
+                }
+                let labels = labels.iter().map(|&l| index[l as usize]).collect();
+                Ok((files(paths), labels, Some(classes.clone())))
             }
             (l, _) => {
                 let l = l.or(d.list.as_deref()).expect("validated: folder or list");
                 let root = d.root.as_ref().map_or_else(|| data_dir.to_path_buf(), |r| data_dir.join(r));
                 let (paths, labels) = images::scan_list(&data_dir.join(l), &root)?;
+                if let Some(c) = &self.classes
+                    && let Some((i, bad)) = labels.iter().enumerate().find(|(_, y)| **y as usize >= c.len())
+                {
+                    return Err(Error::format(
+                        data_dir.join(l),
+                        format!(
+                            "image {} of the list: label {bad} is not below the {} classes of the dataset",
+                            i + 1,
+                            c.len()
+                        ),
+                    ));
+                }
                 Ok((files(paths), labels, None))
             }
         }

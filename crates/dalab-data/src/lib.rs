@@ -5,6 +5,7 @@
 //! predictions, but the training loop only ever hands a method the target features.
 
 pub mod amazon;
+pub mod benchmarks;
 pub mod dataset;
 pub mod digits;
 pub mod error;

@@ -393,3 +393,153 @@ fn usps_from_hdf5_alone_equals_the_npy_copies() {
     let e = dalab_data::formats::hdf5::read_dataset(&h5, "train/labels").unwrap_err().to_string();
     assert!(e.contains("usps.h5: train/labels: no object `labels` in the group (has: data, target)"), "{e}");
 }
+
+/// A miniature of benchmark `b` under `data/<root>`: for the first two domains (or all when `all`), one 4×4 PNG per
+/// class in its class folder (`<domain folder>/<class>/<class>_0.png`), and the image lists of both layouts'
+/// kinds (`<list>` and `<test_list>`, `path label` lines, labels indexing the benchmark's classes).
+fn write_benchmark_miniature(b: &dalab_data::benchmarks::Benchmark, data: &Path, domains: usize) {
+    use dalab_data::formats::images::{Image, encode_png};
+    let root = data.join(&b.root);
+    for (di, d) in b.domains.iter().take(domains).enumerate() {
+        let mut lines = String::new();
+        for (k, class) in b.classes.iter().enumerate() {
+            let dir = root.join(&d.folder).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            let v = ((k * 7 + di * 50) % 256) as u8;
+            let img = Image { width: 4, height: 4, channels: 3, data: vec![v; 48] };
+            std::fs::write(dir.join(format!("{class}_0.png")), encode_png(&img)).unwrap();
+            lines.push_str(&format!("{}/{class}/{class}_0.png {k}\n", d.folder));
+        }
+        for list in std::iter::once(&d.list).chain(d.test_list.as_ref()) {
+            let p = root.join(list);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, &lines).unwrap();
+        }
+    }
+}
+
+/// Each image benchmark loads from a generated miniature of its layout: classes in the benchmark's order (the
+/// lists' numbering, not the folders' byte order: Office-Home's is not alphabetical), the same labels from the
+/// folders and from the lists, DomainNet's test lists as the target test set, and a missing class folder or an
+/// out-of-range list label is an error naming the file.
+#[test]
+fn image_benchmarks_load_from_miniatures_of_both_layouts() {
+    for b in dalab_data::benchmarks::all() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_benchmark_miniature(b, tmp.path(), 2);
+        let (s, t) = (&b.domains[0].key, &b.domains[1].key);
+        let load = |layout: &str| {
+            cfg(&format!("name: {}\nimage: {{size: [4, 4]}}\nlayout: {layout}\n", b.name)).load_task(s, t, tmp.path())
+        };
+        let folders = load("folders").unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let lists = load("lists").unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let n = b.classes.len();
+        assert_eq!(folders.source.class_names, b.classes, "{}", b.name);
+        assert_eq!(folders.source.len(), n);
+        // The folders' labels are the classes' positions in the benchmark's list, as the image lists number them.
+        let mut by_folder: Vec<i64> = folders.source.y.clone();
+        by_folder.sort();
+        assert_eq!(by_folder, (0..n as i64).collect::<Vec<_>>());
+        // The same image gets the same label either way: (label, pixels) pairs, sorted by label.
+        let pairs = |t: &dalab_data::TaskData| {
+            let x = t.source.x.to_dense().unwrap();
+            let mut v: Vec<(i64, Vec<f32>)> =
+                t.source.y.iter().zip(x.outer_iter()).map(|(y, x)| (*y, x.iter().copied().collect())).collect();
+            v.sort_by_key(|p| p.0);
+            v
+        };
+        let (pairs_f, pairs_l) = (pairs(&folders), pairs(&lists));
+        assert!(pairs_f == pairs_l, "{}: folders and lists label the same images differently", b.name);
+        assert_eq!(lists.target_test.is_some(), b.domains[1].test_list.is_some(), "{}", b.name);
+        if b.name == "office-home" {
+            let backpack = b.classes.iter().position(|c| c == "Backpack").unwrap();
+            assert_eq!(backpack, 32, "TLlib's order");
+        }
+    }
+    // A class folder missing: an incomplete download, named.
+    let b = dalab_data::benchmarks::find("office31").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    write_benchmark_miniature(b, tmp.path(), 2);
+    std::fs::remove_dir_all(tmp.path().join("office31/amazon/images/bike")).unwrap();
+    let e = cfg("name: office31\nimage: {size: [4, 4]}\n").load_task("A", "D", tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("amazon/images") && e.contains("1 of the 31 class folders are missing (e.g. bike)"), "{e}");
+    // A list label beyond the classes.
+    std::fs::write(tmp.path().join("office31/image_list/dslr.txt"), "dslr/images/bike/bike_0.png 31\n").unwrap();
+    let e = cfg("name: office31\nlayout: lists\n").load_task("D", "A", tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("dslr.txt") && e.contains("label 31 is not below the 31 classes"), "{e}");
+    // Nothing there: the fetch command.
+    let empty = tempfile::tempdir().unwrap();
+    let e = cfg("name: visda2017\n").load_task("Synthetic", "Real", empty.path()).unwrap_err().to_string();
+    assert!(e.contains("`dalab data fetch visda2017`"), "{e}");
+    let e = cfg("name: office31\n").check_task("A", "X").unwrap_err();
+    assert_eq!(e, "dataset `office31` has no domain `X` (domains: A, D, W)");
+}
+
+/// `dalab data fetch office31` against a local mirror: the archives (gzipped tars for the domains, a zip for the
+/// lists) are downloaded, extracted into place and recorded with their SHA-256; a second fetch downloads nothing;
+/// an archive with an entry leaving the folder is refused and leaves nothing behind.
+#[test]
+fn image_benchmark_fetch_extracts_records_and_refuses_escaping_archives() {
+    use dalab_data::benchmarks::{ArchiveOutcome, fetch};
+    let b = dalab_data::benchmarks::find("office31").unwrap();
+    let src = tempfile::tempdir().unwrap();
+    write_benchmark_miniature(b, src.path(), 3);
+    let mirror = tempfile::tempdir().unwrap();
+    let root = src.path().join("office31");
+    for dom in ["amazon", "dslr", "webcam"] {
+        let f = std::fs::File::create(mirror.path().join(format!("{dom}.tgz"))).unwrap();
+        let mut t = tar::Builder::new(flate2::write::GzEncoder::new(f, flate2::Compression::fast()));
+        t.append_dir_all(dom, root.join(dom)).unwrap();
+        t.into_inner().unwrap().finish().unwrap();
+    }
+    {
+        let f = std::fs::File::create(mirror.path().join("image_list.zip")).unwrap();
+        let mut z = zip::ZipWriter::new(f);
+        for dom in ["amazon", "dslr", "webcam"] {
+            z.start_file(format!("image_list/{dom}.txt"), zip::write::SimpleFileOptions::default()).unwrap();
+            std::io::Write::write_all(&mut z, &std::fs::read(root.join(format!("image_list/{dom}.txt"))).unwrap())
+                .unwrap();
+        }
+        z.finish().unwrap();
+    }
+    let srv = serve(mirror.path().to_path_buf(), 20, vec![]);
+    let partial = tempfile::tempdir().unwrap();
+    let opts = dalab_data::fetch::FetchOptions {
+        mirror: Some(srv.base.clone()),
+        partial_dir: Some(partial.path().to_path_buf()),
+        timeout: Some(std::time::Duration::from_secs(10)),
+    };
+    let data = tempfile::tempdir().unwrap();
+    let got = fetch("office31", data.path(), &opts).unwrap();
+    assert_eq!(got.len(), 4);
+    assert!(got.iter().all(|(_, o)| matches!(o, ArchiveOutcome::Extracted { .. })), "{got:?}");
+    let fetched = std::fs::read_to_string(data.path().join("office31/FETCHED.yaml")).unwrap();
+    let sha = dalab_data::manifest::sha256_file(&mirror.path().join("dslr.tgz")).unwrap();
+    assert!(fetched.contains("file: dslr.tgz") && fetched.contains(&sha), "{fetched}");
+    let t = cfg("name: office31\nimage: {size: [4, 4]}\n").load_task("W", "A", data.path()).unwrap();
+    assert_eq!((t.source.len(), t.target.len()), (31, 31));
+    let t = cfg("name: office31\nimage: {size: [4, 4]}\nlayout: lists\n").load_task("W", "A", data.path()).unwrap();
+    assert_eq!(t.source.len(), 31);
+    assert!(files_under(partial.path()).is_empty(), "no download left behind");
+    let n = srv.log.lock().unwrap().len();
+    let again = fetch("office31", data.path(), &opts).unwrap();
+    assert!(again.iter().all(|(_, o)| *o == ArchiveOutcome::Present));
+    assert_eq!(srv.log.lock().unwrap().len(), n, "nothing downloaded again");
+    // An archive whose entry climbs out of the extraction folder.
+    let evil = mirror.path().join("evil.tar");
+    {
+        let mut t = tar::Builder::new(std::fs::File::create(&evil).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        // Written as raw bytes: the builder itself refuses such a path.
+        h.as_old_mut().name[..12].copy_from_slice(b"../escape.tx");
+        h.set_cksum();
+        t.append(&h, &b"bad"[..]).unwrap();
+        t.finish().unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let e = dalab_data::benchmarks::extract(&evil, &out.path().join("x")).unwrap_err().to_string();
+    assert!(e.contains("evil.tar") && e.contains("leaves the extraction folder"), "{e}");
+    assert!(!out.path().join("escape.tx").exists());
+}
