@@ -11,7 +11,7 @@
 #    (startup and the one evaluation cancel out), sampling the GPU's memory with nvidia-smi meanwhile;
 # 5. runs the PyTorch peer (scripts/peers/torch_resnet_dann_bench.py: the same model, batch, transforms and
 #    optimiser, AMP off, bf16 and fp16) and prints one table, also written to OUT/gpu-check.md.
-# dalab has no AMP yet (train.amp is not implemented): its rows are fp32; the peer's AMP rows say what it would gain.
+# dalab's AMP is `train.amp: fp16` (float16 autocast + dynamic loss scaling); bf16 is the peer's only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TESTS=1; ITERS=200; PER_CLASS=8; OUT=${OUT:-target/gpu-check}
@@ -58,25 +58,29 @@ PY
 
 echo "== 4. dalab: DANN, ResNet-50, batch 32 + 32"
 memlog() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$1" & echo $!; }
-run_dalab() {  # iterations, name -> seconds of the trial
-  local n=$1 name=$2
+run_dalab() {  # iterations, name, amp -> seconds of the trial
+  local n=$1 name=$2 amp=${3:-off}
   sed -e "s/^name: office31-dann/name: $name/" -e "s/^  iterations: 20000/  iterations: $n/" \
       -e "s/^  eval_interval: 1000/  eval_interval: $n/" -e "s/^  checkpoint_interval: 1000/  checkpoint_interval: 0/" \
       -e "s/^seeds: \[0, 1, 2\]/seeds: [0]/" -e "s/^tasks: .*/tasks: [A→W]/" \
       -e "s|^  name: image-folders|  name: office31\n  root: office31|" \
       -e "/^    - {name: [ADW], folder/d" -e "/^  domains:/d" \
       experiments/images/office31-dann.yaml > "$W/$name.yaml"
-  "$DALAB" run "$W/$name.yaml" --runs-dir "$W/runs" --data-dir "$W" --set "model.backbone.path=$W/resnet50.pt" >&2
+  "$DALAB" run "$W/$name.yaml" --runs-dir "$W/runs" --data-dir "$W" --set "model.backbone.path=$W/resnet50.pt" \
+    --set "train.amp=$amp" >&2
   python3 -c "import json,glob; print(json.load(open(glob.glob('$W/runs/$name/*/result.json')[0]))['seconds'])"
 }
 base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
-pid=$(memlog "$W/mem-dalab.csv")
-t1=$(run_dalab 50 gpu-check-short)
-t2=$(run_dalab $((50 + ITERS)) gpu-check-long)
-kill "$pid" || true
-peak=$(sort -n "$W/mem-dalab.csv" | tail -1)
-dalab_ips=$(python3 -c "print(round($ITERS * 64 / ($t2 - $t1), 1))")
-echo "dalab: $dalab_ips images/s, peak GPU memory $((peak - base)) MiB above idle"
+declare -A dalab_ips dalab_mem
+for amp in off fp16; do
+  pid=$(memlog "$W/mem-dalab-$amp.csv")
+  t1=$(run_dalab 50 "gpu-check-short-$amp" $amp)
+  t2=$(run_dalab $((50 + ITERS)) "gpu-check-long-$amp" $amp)
+  kill "$pid" || true
+  dalab_mem[$amp]=$(( $(sort -n "$W/mem-dalab-$amp.csv" | tail -1) - base ))
+  dalab_ips[$amp]=$(python3 -c "print(round($ITERS * 64 / ($t2 - $t1), 1))")
+  echo "dalab, amp $amp: ${dalab_ips[$amp]} images/s, peak GPU memory ${dalab_mem[$amp]} MiB above idle"
+done
 
 echo "== 5. the PyTorch peer"
 rows=()
@@ -86,10 +90,12 @@ done
 {
   echo "GPU: $(cat "$OUT/gpu.txt"); commit $(git rev-parse --short HEAD); $(date -u +%F)"
   echo
-  echo "| side | AMP | images/s | ratio dalab / PyTorch (fp32) | peak GPU memory |"
+  echo "| side | AMP | images/s | ratio dalab / PyTorch (same AMP) | peak GPU memory |"
   echo "|---|---|---|---|---|"
-  torch_fp32=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['images_per_s'])" "${rows[0]}")
-  echo "| dalab | off | $dalab_ips | $(python3 -c "print(round($dalab_ips / $torch_fp32, 2))") | $((peak - base)) MiB (nvidia-smi, above idle) |"
+  ips() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['images_per_s'])" "$1"; }
+  torch_off=$(ips "${rows[0]}"); torch_fp16=$(ips "${rows[2]}")
+  echo "| dalab | off | ${dalab_ips[off]} | $(python3 -c "print(round(${dalab_ips[off]} / $torch_off, 2))") | ${dalab_mem[off]} MiB (nvidia-smi, above idle) |"
+  echo "| dalab | fp16 | ${dalab_ips[fp16]} | $(python3 -c "print(round(${dalab_ips[fp16]} / $torch_fp16, 2))") | ${dalab_mem[fp16]} MiB (nvidia-smi, above idle) |"
   for r in "${rows[@]}"; do
     python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(f\"| PyTorch {d['torch']} | {d['amp']} | {d['images_per_s']} | | {d['peak_gpu_mib']} MiB (max_memory_allocated) |\")" "$r"
   done

@@ -202,7 +202,17 @@ impl ExperimentConfig {
         if let Some(s) = self.seeds.iter().find(|s| !seen.insert(**s)) {
             return Err(format!("seeds: seed {s} is listed twice"));
         }
-        self.device.resolve().map(|_| ()).map_err(|e| e.to_string())
+        let device = self.device.resolve().map_err(|e| e.to_string())?;
+        if self.train.amp != dalab_train::Amp::Off && !device.is_cuda() {
+            return Err(format!(
+                "train.amp: `{}` needs a CUDA device, and the experiment runs on {device:?}",
+                serde_json::to_value(self.train.amp)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -32,6 +32,9 @@ pub struct CheckpointState {
     pub evaluations: Vec<EvalRecord>,
     /// Score, evaluation and stage index of the model kept by the selection rule (its tensors are `best/...`).
     pub best: Option<(f64, EvalRecord, usize)>,
+    /// The loss scaler's state under `train.amp: fp16`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaler: Option<crate::LossScaler>,
     /// The tensor file.
     pub tensors: String,
 }

@@ -191,6 +191,27 @@ pub struct TrainConfig {
     /// each checkpoint, so a resumed run draws what the uninterrupted one draws. Not written out when 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub checkpoint_interval: usize,
+    /// Mixed precision on CUDA: `fp16` runs every forward pass of training and evaluation under libtorch's
+    /// autocast (float16 where it is safe) and scales the losses dynamically ([`crate::LossScaler`]); `off`
+    /// (default) is float32 throughout. Not written out when off.
+    #[serde(skip_serializing_if = "Amp::is_off")]
+    pub amp: Amp,
+}
+
+/// `train.amp`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amp {
+    #[default]
+    Off,
+    /// float16 autocast with dynamic loss scaling (tch's autocast has no bfloat16 setting).
+    Fp16,
+}
+
+impl Amp {
+    pub fn is_off(&self) -> bool {
+        *self == Amp::Off
+    }
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -222,6 +243,7 @@ impl Default for TrainConfig {
             checkpoint_interval: 0,
             validators: DEFAULT_VALIDATORS.to_vec(),
             validator_settings: ValidatorSettings::default(),
+            amp: Amp::Off,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod optim;
 pub mod sink;
 pub mod stream;
 
+pub use config::Amp;
 pub use config::{
     DEFAULT_VALIDATORS, ModelConfig, OptimConfig, OptimKind, OptimOverride, Selection, SettingConfig, TrainConfig,
     TrainSettings, Validator, ValidatorSettings,
@@ -391,6 +392,64 @@ struct StepOptimizers<'a> {
     stage: &'static str,
     /// The losses stepped since their values were last read: see [`Stepper::check_losses`].
     pending: &'a mut Vec<(String, usize, Tensor)>,
+    /// Dynamic loss scaling under `train.amp: fp16`.
+    scaler: Option<&'a mut LossScaler>,
+}
+
+/// Dynamic loss scaling for float16 training (the rule of `torch.amp.GradScaler`, with its defaults): each loss
+/// is multiplied by `scale` before its backward pass so that small gradients survive in float16, the gradients are
+/// divided by it again before the optimizer step, and a step whose gradients hold an infinity or a NaN is skipped
+/// and halves the scale; `growth_interval` steps in a row without one double it. One device sync per optimizer
+/// step (the check of the gradients), as GradScaler has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossScaler {
+    pub scale: f64,
+    /// Steps since the last skipped one (or growth).
+    pub good_steps: usize,
+    pub growth_interval: usize,
+    /// Steps skipped so far (logged as `amp/skipped`).
+    pub skipped: usize,
+}
+
+impl Default for LossScaler {
+    fn default() -> Self {
+        Self { scale: 65536.0, good_steps: 0, growth_interval: 2000, skipped: 0 }
+    }
+}
+
+impl LossScaler {
+    /// Divides `grads` by the scale in place; true when all of them are finite.
+    fn unscale(&self, grads: &[Tensor]) -> bool {
+        if grads.is_empty() {
+            return true;
+        }
+        tch::no_grad(|| {
+            let inv = 1.0 / self.scale;
+            let finite: Vec<Tensor> = grads
+                .iter()
+                .map(|g| {
+                    let _ = g.shallow_clone().g_mul_scalar_(inv);
+                    g.isfinite().all()
+                })
+                .collect();
+            Tensor::stack(&finite, 0).all().int64_value(&[]) != 0
+        })
+    }
+
+    /// After a step: skipped (`finite` false) halves the scale, else `growth_interval` good ones double it.
+    fn update(&mut self, finite: bool) {
+        if finite {
+            self.good_steps += 1;
+            if self.good_steps >= self.growth_interval {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+        } else {
+            self.scale *= 0.5;
+            self.good_steps = 0;
+            self.skipped += 1;
+        }
+    }
 }
 
 impl Optimizers for StepOptimizers<'_> {
@@ -403,9 +462,23 @@ impl Optimizers for StepOptimizers<'_> {
             )));
         }
         self.grads.zero_grad();
-        loss.backward();
-        for &i in self.active {
-            if groups.is_empty() || groups.contains(&self.opts[i].name) {
+        let stepped: Vec<usize> =
+            self.active.iter().copied().filter(|&i| groups.is_empty() || groups.contains(&self.opts[i].name)).collect();
+        let finite = match self.scaler.as_deref_mut() {
+            None => {
+                loss.backward();
+                true
+            }
+            Some(sc) => {
+                (loss * sc.scale).backward();
+                let grads: Vec<Tensor> = stepped.iter().flat_map(|&i| self.opts[i].grads()).collect();
+                let finite = sc.unscale(&grads);
+                sc.update(finite);
+                finite
+            }
+        };
+        if finite {
+            for &i in &stepped {
                 self.opts[i].step(self.lrs[i]);
             }
         }
@@ -429,6 +502,8 @@ pub struct Stepper {
     pub step: usize,
     /// Every loss stepped since the last [`Stepper::check_losses`]: (name, step, detached value on the device).
     pending: Vec<(String, usize, Tensor)>,
+    /// The loss scaler of `train.amp: fp16` (None: float32).
+    pub scaler: Option<LossScaler>,
 }
 
 impl std::fmt::Debug for Stepper {
@@ -444,7 +519,8 @@ impl Stepper {
         let groups = method.groups();
         let opts = group_optimizers(vs, &groups, st, name)?;
         let grads = nn::OptimizerConfig::build(nn::Sgd::default(), vs, 0.0)?;
-        Ok(Self { opts, groups, step: 0, grads, pending: Vec::new() })
+        let scaler = (st.train.amp == config::Amp::Fp16).then(LossScaler::default);
+        Ok(Self { opts, groups, step: 0, grads, pending: Vec::new(), scaler })
     }
 
     /// Reads the losses stepped since the last call (one transfer from the device) and fails on the first that is
@@ -478,11 +554,17 @@ impl Stepper {
             step: self.step,
             stage: stage.name,
             pending: &mut self.pending,
+            scaler: self.scaler.as_mut(),
         };
-        let mut scalars = match labelled {
-            None => method.train_step(batch, ctx, &mut so)?,
-            Some(l) => method.train_step_labelled(batch, l, ctx, &mut so)?,
-        };
+        let amp = so.scaler.is_some();
+        let mut scalars = tch::autocast(amp, || match labelled {
+            None => method.train_step(batch, ctx, &mut so),
+            Some(l) => method.train_step_labelled(batch, l, ctx, &mut so),
+        })?;
+        if let Some(sc) = &self.scaler {
+            scalars.push(("amp/scale".to_string(), sc.scale.into()));
+            scalars.push(("amp/skipped".to_string(), (sc.skipped as f64).into()));
+        }
         self.step += 1;
         if active.len() == 1 {
             scalars.push(("lr".to_string(), lrs[active[0]].into()));
@@ -749,6 +831,11 @@ fn train_inner(
         &domain_names,
         device,
     )?;
+    if st.train.amp != config::Amp::Off && !device.is_cuda() {
+        return Err(Error::Invalid(format!(
+            "train.amp: fp16 needs a CUDA device; this trial runs on {device:?} (use `amp: off` there)"
+        )));
+    }
     let mut stepper = Stepper::new(&vs, method.as_ref(), st, spec.method)?;
     let groups = stepper.groups.clone();
     let declared = registry.get(spec.method).map_or(&[][..], |e| e.groups);
@@ -868,6 +955,9 @@ fn train_inner(
                 let prefix = format!("optim/{}/", o.name);
                 o.load_state(&prefix, &mut |k| map.remove(k));
             }
+            if let Some(sc) = &c.scaler {
+                stepper.scaler = Some(sc.clone());
+            }
             if let Some((score, rec, stage)) = &c.best {
                 let snap: Snapshot = vs
                     .variables()
@@ -980,6 +1070,7 @@ fn train_inner(
                     last: last.clone(),
                     evaluations: evaluations.clone(),
                     best: best.as_ref().map(|(s, r, st, _)| (*s, r.clone(), *st)),
+                    scaler: stepper.scaler.clone(),
                     tensors: String::new(),
                 };
                 checkpoint::save(dir, state, &tensors)?;
@@ -1154,6 +1245,7 @@ mod tests {
                 step: 0,
                 stage: "train",
                 pending: &mut Vec::new(),
+                scaler: None,
             };
             so.backward_step("loss", &(b.sum(Kind::Float) + m.sum(Kind::Float)), &[]).unwrap();
             assert_eq!(Vec::<f32>::try_from(&m).unwrap(), vec![-0.5; 2]);
@@ -1187,6 +1279,7 @@ mod tests {
                 step,
                 stage: "train",
                 pending,
+                scaler: None,
             };
             so.backward_step(name, loss, &[]).map(|_| ())
         };
@@ -1213,6 +1306,7 @@ mod tests {
             step: 7,
             stage: "train",
             pending: &mut pending,
+            scaler: None,
         };
         let e = so.backward_step("loss", &Tensor::from(1.0), &["disc"]).unwrap_err().to_string();
         assert_eq!(e, "stage `train` does not step parameter group `disc` (it steps: all)");
@@ -1233,5 +1327,50 @@ mod tests {
             e,
             "setting.semi_supervised.labels_per_class: 11 labels per class, but target class 0 has 10 samples"
         );
+    }
+
+    /// `train.amp: fp16`'s loss scaling, on CPU (autocast itself is CUDA-only): with finite gradients a scaled
+    /// step moves the parameters exactly as an unscaled one (the scale is a power of 2); an infinite gradient skips
+    /// the step and halves the scale; `growth_interval` good steps double it.
+    #[test]
+    fn the_loss_scaler_unscales_skips_and_grows() {
+        let run = |scaler: Option<&mut LossScaler>, loss_of: &dyn Fn(&Tensor) -> Tensor| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let w = (vs.root() / "method").var_copy("w", &Tensor::from_slice(&[0.5f32, -1.25, 2.0]));
+            let mut st = TrainSettings::default();
+            st.optim.momentum = 0.0;
+            let mut opts = group_optimizers(&vs, &[Group::all()], &st, "t").unwrap();
+            let mut grads = nn::OptimizerConfig::build(nn::Sgd::default(), &vs, 0.0).unwrap();
+            let mut so = StepOptimizers {
+                opts: &mut opts,
+                grads: &mut grads,
+                lrs: &[0.1],
+                active: &[0],
+                step: 0,
+                stage: "train",
+                pending: &mut Vec::new(),
+                scaler,
+            };
+            so.backward_step("loss", &loss_of(&w), &[]).unwrap();
+            Vec::<f32>::try_from(&w).unwrap()
+        };
+        let square = |w: &Tensor| (w * w).sum(Kind::Float) * 3.0;
+        let plain = run(None, &square);
+        let mut sc = LossScaler::default();
+        assert_eq!(run(Some(&mut sc), &square), plain, "scaled and unscaled steps agree");
+        assert_eq!((sc.scale, sc.good_steps, sc.skipped), (65536.0, 1, 0));
+        // An overflow: the step is skipped, the scale halved.
+        let overflow = |w: &Tensor| w.sum(Kind::Float) * f64::INFINITY;
+        assert_eq!(run(Some(&mut sc), &overflow), vec![0.5, -1.25, 2.0], "skipped: the parameters did not move");
+        assert_eq!((sc.scale, sc.good_steps, sc.skipped), (32768.0, 0, 1));
+        sc.growth_interval = 3;
+        for _ in 0..3 {
+            run(Some(&mut sc), &square);
+        }
+        assert_eq!((sc.scale, sc.good_steps), (65536.0, 0), "3 good steps double it");
+        // fp16 on a CPU trial is an error before any step (checked in `train`); the option is not written out when off.
+        let cfg: TrainConfig = serde_json::from_value(serde_json::json!({"amp": "fp16"})).unwrap();
+        assert_eq!(cfg.amp, Amp::Fp16);
+        assert!(!serde_json::to_string(&TrainConfig::default()).unwrap().contains("amp"));
     }
 }

@@ -103,6 +103,11 @@ impl GroupOptimizer {
         });
     }
 
+    /// The gradients of the group's variables that have one (what a loss scaler unscales and checks).
+    pub fn grads(&self) -> Vec<Tensor> {
+        self.params.iter().map(|p| p.t.grad()).filter(Tensor::defined).collect()
+    }
+
     /// The optimizer state as named tensors (`<prefix><variable>/<slot>`), for checkpoints.
     pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
