@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Classes of folders are the sub-folder names sorted by byte order; every folder domain of a task must have
-//! the same classes. Classes of lists are `classes:` when given, else `"0"`..`"K-1"`.
+//! the same classes. With `classes:` given, a folder's label is its name's position in that list (a folder not in
+//! it is an error), as the lists number them. Classes of lists are `classes:` when given, else `"0"`..`"K-1"`.
 //!
 //! `load` says where the decoded images live: `memory` decodes every image up front; `stream` keeps only the file
 //! list and the trainer decodes each batch on the rayon pool, `prefetch` batches ahead of the training step (a
