@@ -691,11 +691,36 @@ fn write_image_domains(dir: &Path) {
     }
 }
 
+/// Writes `yaml` (an experiment named `name` with one trial) into `dir`, runs it with `dir` as the data directory
+/// and `dir/runs` as the runs directory, and returns the trial's folder.
+fn run_single_trial(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let f = dir.join(format!("{name}.yaml"));
+    std::fs::write(&f, yaml).unwrap();
+    let runs = dir.join("runs");
+    let out = dalab(
+        &["run", f.to_str().unwrap(), "--runs-dir", runs.to_str().unwrap(), "--data-dir", dir.to_str().unwrap()],
+        dir,
+    );
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{name}:\n{so}\n{se}");
+    let dirs = trial_dirs(&runs.join(name));
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
+/// The TorchScript CNN with BatchNorm of crates/dalab-nn/testdata/make_torchscript_cnn.py (python3, no PyTorch),
+/// written into `dir`.
+fn tiny_torchscript_cnn(dir: &Path) -> PathBuf {
+    let pt = dir.join("cnn.pt");
+    let script = repo().join("crates/dalab-nn/testdata/make_torchscript_cnn.py");
+    assert!(std::process::Command::new("python3").arg(&script).arg(&pt).status().unwrap().success());
+    pt
+}
+
 #[test]
 fn images_decoded_ahead_of_the_step_train_exactly_like_images_in_memory() {
     let tmp = tempfile::tempdir().unwrap();
     write_image_domains(tmp.path());
-    let runs = tmp.path().join("runs");
     let exp = |load: &str| {
         let yaml = format!(
             "name: img-{load}\ndataset:\n  name: image-folders\n  load: {load}\n  prefetch: 2\n  image: {{size: [6, 6], \
@@ -704,25 +729,9 @@ fn images_decoded_ahead_of_the_step_train_exactly_like_images_in_memory() {
              hidden: [16]}}\noptim: {{lr: 0.005}}\ntrain: {{iterations: 40, batch_size: 6, eval_interval: 10, \
              eval_batch_size: 7, threads: 1}}\nselection: source_val\nseeds: [3]\n"
         );
-        let f = tmp.path().join(format!("{load}.yaml"));
-        std::fs::write(&f, yaml).unwrap();
-        let out = dalab(
-            &[
-                "run",
-                f.to_str().unwrap(),
-                "--runs-dir",
-                runs.to_str().unwrap(),
-                "--data-dir",
-                tmp.path().to_str().unwrap(),
-            ],
-            tmp.path(),
-        );
-        let (so, se) = text(&out);
-        assert!(out.status.success(), "{load}:\n{so}\n{se}");
-        let dirs = trial_dirs(&runs.join(format!("img-{load}")));
-        assert_eq!(dirs.len(), 1, "{dirs:?}");
-        let r = read_json(&dirs[0].join("result.json"));
-        let metrics = std::fs::read_to_string(dirs[0].join("metrics.jsonl")).unwrap();
+        let dir = run_single_trial(tmp.path(), &format!("img-{load}"), &yaml);
+        let r = read_json(&dir.join("result.json"));
+        let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
         // Wall-clock fields differ between runs; everything else must not.
         let steps: Vec<String> = metrics
             .lines()
@@ -782,7 +791,6 @@ fn write_office31_miniature(root: &Path) {
 fn dann_trains_on_an_office31_layout_with_the_office31_preset() {
     let tmp = tempfile::tempdir().unwrap();
     write_office31_miniature(&tmp.path().join("office31"));
-    let runs = tmp.path().join("runs");
     let run = |load: &str| {
         let yaml = format!(
             "name: o31-{load}\ndataset:\n  name: image-folders\n  load: {load}\n  train_transform: office31\n  \
@@ -791,29 +799,13 @@ fn dann_trains_on_an_office31_layout_with_the_office31_preset() {
              {{kind: mlp, hidden: [8]}}\noptim: {{lr: 0.002}}\ntrain: {{iterations: 12, batch_size: 4, eval_interval: 6, \
              threads: 1}}\nseeds: [1]\n"
         );
-        let f = tmp.path().join(format!("{load}.yaml"));
-        std::fs::write(&f, yaml).unwrap();
-        let out = dalab(
-            &[
-                "run",
-                f.to_str().unwrap(),
-                "--runs-dir",
-                runs.to_str().unwrap(),
-                "--data-dir",
-                tmp.path().to_str().unwrap(),
-            ],
-            tmp.path(),
-        );
-        let (so, se) = text(&out);
-        assert!(out.status.success(), "{load}:\n{so}\n{se}");
-        let dirs = trial_dirs(&runs.join(format!("o31-{load}")));
-        assert_eq!(dirs.len(), 1, "{dirs:?}");
-        let config = std::fs::read_to_string(dirs[0].join("config.yaml")).unwrap();
+        let dir = run_single_trial(tmp.path(), &format!("o31-{load}"), &yaml);
+        let config = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
         assert!(
             config.contains("train_transform: office31") && config.contains("eval_transform: office31"),
             "{config}"
         );
-        read_json(&dirs[0].join("result.json"))
+        read_json(&dir.join("result.json"))
     };
     let (mem, stream) = (run("memory"), run("stream"));
     assert_eq!(mem["last"]["step"].as_u64(), Some(12), "{mem}");
@@ -831,11 +823,7 @@ fn dann_trains_on_an_office31_layout_with_the_office31_preset() {
 fn a_torchscript_backbone_trains_or_freezes_and_its_batchnorm_statistics_are_saved() {
     let tmp = tempfile::tempdir().unwrap();
     write_image_domains(tmp.path());
-    let pt = tmp.path().join("cnn.pt");
-    let script = repo().join("crates/dalab-nn/testdata/make_torchscript_cnn.py");
-    let st = std::process::Command::new("python3").arg(&script).arg(&pt).status().unwrap();
-    assert!(st.success());
-    let runs = tmp.path().join("runs");
+    let pt = tiny_torchscript_cnn(tmp.path());
     let run = |mult: f64| {
         let yaml = format!(
             "name: ts{k}\ndataset:\n  name: image-folders\n  image: {{size: [8, 8], channels: 3, mean: [0.5, 0.5, 0.5], \
@@ -846,23 +834,8 @@ fn a_torchscript_backbone_trains_or_freezes_and_its_batchnorm_statistics_are_sav
             k = (mult * 10.0) as i64,
             pt = pt.display()
         );
-        let f = tmp.path().join(format!("ts{mult}.yaml"));
-        std::fs::write(&f, yaml).unwrap();
-        let out = dalab(
-            &[
-                "run",
-                f.to_str().unwrap(),
-                "--runs-dir",
-                runs.to_str().unwrap(),
-                "--data-dir",
-                tmp.path().to_str().unwrap(),
-            ],
-            tmp.path(),
-        );
-        let (so, se) = text(&out);
-        assert!(out.status.success(), "{so}\n{se}");
-        let dirs = trial_dirs(&runs.join(format!("ts{}", (mult * 10.0) as i64)));
-        let saved = tch::Tensor::read_safetensors(dirs[0].join("model-last.safetensors")).unwrap();
+        let dir = run_single_trial(tmp.path(), &format!("ts{}", (mult * 10.0) as i64), &yaml);
+        let saved = tch::Tensor::read_safetensors(dir.join("model-last.safetensors")).unwrap();
         saved.into_iter().collect::<std::collections::HashMap<String, tch::Tensor>>()
     };
     let (frozen, trained) = (run(0.0), run(1.0));
@@ -894,9 +867,7 @@ fn a_torchscript_backbone_trains_or_freezes_and_its_batchnorm_statistics_are_sav
 #[test]
 fn the_office31_experiment_is_valid() {
     let tmp = tempfile::tempdir().unwrap();
-    let pt = tmp.path().join("cnn.pt");
-    let script = repo().join("crates/dalab-nn/testdata/make_torchscript_cnn.py");
-    assert!(std::process::Command::new("python3").arg(&script).arg(&pt).status().unwrap().success());
+    let pt = tiny_torchscript_cnn(tmp.path());
     let set = format!("model.backbone.path={}", pt.display());
     let out = dalab(
         &["run", "experiments/images/office31-dann.yaml", "--dry-run", "--set", &set, "--set", "device=cpu"],
