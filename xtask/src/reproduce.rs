@@ -87,6 +87,15 @@ const QUICK: &[(&str, &[&str])] = &[
     ("coral-table1", &["tasks=[A→W]"]),
     ("coral-table3", &["tasks=[A→W]", "seeds=[0]"]),
     ("dann-table1", &["tasks=[books→kitchen]", "seeds=[0]", "train.iterations=3600"]),
+    (
+        "dann-table1-msda",
+        &[
+            "tasks=[books→kitchen]",
+            "dataset.representation.layers=1",
+            "methods.svm.c_grid=[0.001,0.01]",
+            "train.iterations=1800",
+        ],
+    ),
     ("dann-figure2", &["seeds=[0]", "train.iterations=300"]),
     ("jda-table2-surf", &["tasks=[A→W]"]),
     ("jda-table2-digits", &["tasks=[usps→mnist]"]),
@@ -101,19 +110,25 @@ struct Opts {
     jobs: usize,
     runs_dir: Option<PathBuf>,
     tables: Vec<String>,
+    /// `--report-only`: regenerate the files from the trials already in the runs directory, running none.
+    report_only: bool,
+    /// `--set` overrides given on the command line (a partial run: e.g. `~methods.dann` leaves a method out).
+    sets: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
-    let mut o = Opts { quick: false, jobs: 2, runs_dir: None, tables: Vec::new() };
+    let mut o = Opts { quick: false, jobs: 2, runs_dir: None, tables: Vec::new(), sets: Vec::new(), report_only: false };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--report-only" => o.report_only = true,
             "--jobs" | "-j" => {
                 let v = it.next().ok_or("--jobs needs a number")?;
                 o.jobs = v.parse().map_err(|_| format!("--jobs: not a number: {v}"))?;
             }
             "--runs-dir" => o.runs_dir = Some(PathBuf::from(it.next().ok_or("--runs-dir needs a folder")?)),
+            "--set" => o.sets.push(it.next().ok_or("--set needs an override (key=value or ~key)")?.clone()),
             "-h" | "--help" => return Err(USAGE.to_string()),
             s if s.starts_with('-') => return Err(format!("unknown option `{s}`\n{USAGE}")),
             s => o.tables.push(s.trim_end_matches(".yaml").to_string()),
@@ -126,7 +141,10 @@ const USAGE: &str = "usage: cargo xtask reproduce|selection [--quick] [--jobs N]
   TABLE: a file stem of experiments/reproduce/*.yaml (selection: experiments/selection/*.yaml; default: all)
   --quick     smoke run (dev build, a task or two per table; results under the runs dir, not docs/)
   --jobs N    trials at a time (default 2)
-  --runs-dir  where the trials go (default: runs, or target/reproduce-quick with --quick)";
+  --runs-dir  where the trials go (default: runs, or target/reproduce-quick with --quick)
+  --report-only  regenerate the files from the trials in the runs dir, running none (missing cells: –)
+  --set OVR   an override for every table run (repeatable; `~methods.dann` leaves a method out): a partial run,
+              named as such in the generated file";
 
 /// Every table of the suite's folder, sorted.
 fn all_tables(root: &Path, suite: &Suite) -> Result<Vec<String>> {
@@ -229,13 +247,14 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
     for t in &tables {
         let exp = root.join(tables_dir).join(format!("{t}.yaml"));
         let reference = root.join(tables_dir).join("reference").join(format!("{t}.yaml"));
-        let sets: Vec<&str> = if o.quick {
+        let mut sets: Vec<&str> = if o.quick {
             suite.quick.iter().find(|(n, _)| n == t).map(|(_, s)| s.to_vec()).unwrap_or_default()
         } else {
             vec![]
         };
+        sets.extend(o.sets.iter().map(String::as_str));
         eprintln!("xtask: {} {t}{}", suite.command, if o.quick { " (quick)" } else { "" });
-        let fresh = !runs.join(top_key(&exp, "name")).exists();
+        let fresh = !o.report_only && !runs.join(top_key(&exp, "name")).exists();
         let started = Instant::now();
         let mut cmd = Command::new(&exe);
         cmd.arg("--data-dir").arg(&data).arg("run").arg(&exp).arg("--runs-dir").arg(&runs);
@@ -243,7 +262,7 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
         for s in &sets {
             cmd.args(["--set", s]);
         }
-        if run_status(&mut cmd).is_err() {
+        if !o.report_only && run_status(&mut cmd).is_err() {
             failed.push(t.clone());
             continue;
         }
@@ -318,6 +337,12 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
         }
         let quick_note = if o.quick {
             format!("\n**Quick smoke run** (`--quick`, overrides {sets:?}): not the table's numbers.\n")
+        } else if o.report_only {
+            "\n**Report only** (`--report-only`): generated from the trials in the runs directory; a cell whose trial \
+             has not been run shows –, and a row with one has no average.\n"
+                .to_string()
+        } else if !sets.is_empty() {
+            format!("\n**Partial run** (overrides {sets:?}): the rows of what these overrides leave out are missing.\n")
         } else {
             String::new()
         };
@@ -332,12 +357,13 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
             None => format!("report regenerated at commit {commit}; wall time of its trials unknown"),
         };
         let doc = format!(
-            "# {t}: {}\n\nGenerated by `cargo xtask {}{} {t}` on {date} ({wall_text}), {machine}.\nExperiment: \
+            "# {t}: {}\n\nGenerated by `cargo xtask {}{}{} {t}` on {date} ({wall_text}), {machine}.\nExperiment: \
              [`{tables_dir}/{t}.yaml`](../../{tables_dir}/{t}.yaml) (every setting and its source in its comments){}.\n\
              {quick_note}\n{table}",
             top_key(&exp, "description"),
             suite.command,
-            if o.quick { " --quick" } else { "" },
+            if o.quick { " --quick" } else if o.report_only { " --report-only" } else { "" },
+            o.sets.iter().map(|s| format!(" --set '{s}'")).collect::<String>(),
             if reference.exists() {
                 format!("; paper numbers: [`{tables_dir}/reference/{t}.yaml`](../../{tables_dir}/reference/{t}.yaml)")
             } else {

@@ -756,13 +756,21 @@ struct ReportOptions<'a> {
 }
 
 fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[String]) -> Result<(), Failure> {
-    let (exp_dir, only, rows, tasks) = if source.is_dir() {
-        (source.to_path_buf(), None, vec![], vec![])
+    let (exp_dir, only, rows, tasks, left_out) = if source.is_dir() {
+        (source.to_path_buf(), None, vec![], vec![], vec![])
     } else {
         let exp = dalab_runner::load_experiment(source, sets, &registry()).map_err(usage)?;
         let trials = dalab_runner::plan(&exp);
         let ids: std::collections::HashSet<String> = trials.iter().map(Trial::id).collect();
-        (runs_dir.join(&exp.name), Some(ids), row_order(&trials), task_order(&trials))
+        let rows = row_order(&trials);
+        // The rows of the file that the overrides removed (`~methods.dann`): their paper rows show without Δ.
+        let left_out = if sets.is_empty() {
+            vec![]
+        } else {
+            let whole = dalab_runner::load_experiment(source, &[], &registry()).map_err(usage)?;
+            row_order(&dalab_runner::plan(&whole)).into_iter().filter(|r| !rows.contains(r)).collect()
+        };
+        (runs_dir.join(&exp.name), Some(ids), rows, task_order(&trials), left_out)
     };
     let reference = opts.reference.map(report::load_reference).transpose().map_err(usage)?;
     let split = reference.as_ref().and_then(|r| r.split);
@@ -773,7 +781,7 @@ fn report_cmd(source: &Path, runs_dir: &Path, opts: &ReportOptions<'_>, sets: &[
         _ => opts.baseline.clone(),
     };
     if let Some(r) = &reference {
-        table.check_reference(r, !sets.is_empty()).map_err(usage)?;
+        table.check_reference(r, !sets.is_empty(), &left_out).map_err(usage)?;
     }
     let (out, no_plots) = (opts.out, opts.no_plots);
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| exp_dir.clone());

@@ -8,6 +8,7 @@
 
 use crate::manifest::find;
 use crate::preprocess::FeatureNorm;
+use crate::representation::Representation;
 use crate::{Domain, Error, Result, TaskData};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -34,6 +35,10 @@ pub struct AmazonConfig {
     pub transform: CountTransform,
     /// Per-domain normalisation after the transform (default `none`).
     pub normalize: FeatureNorm,
+    /// A representation fitted on the task's unlabelled training features, e.g. `{kind: msda, layers: 5, noise:
+    /// 0.5}` for DANN Table 1's mSDA columns ([`crate::representation`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub representation: Option<Representation>,
 }
 
 impl AmazonConfig {

@@ -104,6 +104,20 @@ impl DatasetConfig {
         }
     }
 
+    /// The learned representation of the datasets that have one (`representation:`).
+    fn representation_mut(&mut self) -> Option<&mut Option<crate::representation::Representation>> {
+        match self {
+            DatasetConfig::AmazonReviews(c) => Some(&mut c.representation),
+            DatasetConfig::FeatureFiles(c) => Some(&mut c.representation),
+            _ => None,
+        }
+    }
+
+    /// `representation:`, where given.
+    pub fn representation(&self) -> Option<crate::representation::Representation> {
+        self.clone().representation_mut().and_then(|r| r.take())
+    }
+
     /// `normalize: <name>` when the preprocessing standardises each feature per domain (which removes much of a
     /// covariate shift: divergences measured after it understate the shift), else None.
     pub fn per_domain_standardisation(&self) -> Option<String> {
@@ -157,7 +171,8 @@ impl DatasetConfig {
         match self {
             DatasetConfig::Moons(c) => c.validate(),
             DatasetConfig::OfficeCaltechSurf(c) => c.validate(),
-            DatasetConfig::AmazonReviews(_) | DatasetConfig::JdaDigits(_) => Ok(()),
+            DatasetConfig::AmazonReviews(c) => c.representation.as_ref().map_or(Ok(()), |r| r.validate()),
+            DatasetConfig::JdaDigits(_) => Ok(()),
             DatasetConfig::Digits(c) => c.validate(),
             DatasetConfig::FeatureFiles(c) => c.validate(),
             DatasetConfig::ImageFolders(c) => c.validate(),
@@ -196,7 +211,15 @@ impl DatasetConfig {
     /// A multi-source task (`a+b→c`) is loaded as its single-source tasks, their sources stacked in order
     /// ([`TaskData::multi_source`]), with each source's own test split where the dataset has one (read from the
     /// task `c→a`, in which the source is the target).
+    ///
+    /// With a `representation:` the task is loaded without it, then the representation is fitted once on all of
+    /// the task's (stacked) source and target training features and maps every split.
     pub fn load_task(&self, source: &str, target: &str, data_dir: &Path) -> Result<TaskData> {
+        if let Some(r) = self.representation() {
+            let mut raw = self.clone();
+            *raw.representation_mut().expect("the dataset has the key") = None;
+            return r.apply(raw.load_task(source, target, data_dir)?);
+        }
         if let Some(sources) = multi_sources(source).map_err(Error::Invalid)? {
             let parts =
                 sources.iter().map(|s| self.load_task(s, target, data_dir)).collect::<Result<Vec<TaskData>>>()?;
@@ -263,6 +286,7 @@ fn multi_sources(source: &str) -> std::result::Result<Option<Vec<&str>>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::Axis;
 
     /// Per-domain standardisation is recognised and removed for the divergence reports; other normalisations stay.
     #[test]
@@ -322,6 +346,37 @@ mod tests {
         assert_eq!(t.source_tests.len(), 2);
         assert!(t.source_tests.iter().all(Option::is_none), "no test files declared");
         assert_eq!(cfg.load_task("a", "c", dir.path()).unwrap().source_domains, vec![("a".to_string(), 0..2)]);
+    }
+
+    /// A representation is fitted once per task, on all stacked sources and the target: a multi-source task maps
+    /// every source with the same map (its features equal fitting the map on those rows directly).
+    #[test]
+    fn representation_is_fitted_once_on_the_stacked_task() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, rows) in [("a", vec![0.0, 1.0, 3.0]), ("b", vec![2.0, 3.0, 4.0, 1.0]), ("c", vec![5.0, 0.5])] {
+            let mut body = String::from("f1,f2,label\n");
+            for (i, v) in rows.iter().enumerate() {
+                body.push_str(&format!("{v},{},{}\n", (i as f64) * 0.5, i % 2));
+            }
+            std::fs::write(dir.path().join(format!("{name}.csv")), body).unwrap();
+        }
+        let cfg: DatasetConfig = serde_saphyr::from_str(
+            "name: feature-files\nrepresentation: {kind: msda, layers: 2, noise: 0.3}\n\
+             domains: [{name: a, path: a.csv}, {name: b, path: b.csv}, {name: c, path: c.csv}]\n",
+        )
+        .unwrap();
+        assert!(cfg.representation().is_some());
+        let t = cfg.load_task("b+a", "c", dir.path()).unwrap();
+        assert_eq!(t.source.x.shape(), vec![7, 6]);
+        assert_eq!(t.source_domains, vec![("b".to_string(), 0..4), ("a".to_string(), 4..7)]);
+        let mut raw = cfg.clone();
+        *raw.representation_mut().unwrap() = None;
+        let r = raw.load_task("b+a", "c", dir.path()).unwrap();
+        let two = |d: &crate::Domain| d.dense_x().unwrap().clone().into_dimensionality::<ndarray::Ix2>().unwrap();
+        let all = ndarray::concatenate(Axis(0), &[two(&r.source).view(), two(&r.target).view()]).unwrap();
+        let (_, fitted) = crate::representation::Msda::fit(all.view(), 2, 0.3, 1e-5).unwrap();
+        assert_eq!(two(&t.source), fitted.slice(ndarray::s![..7, ..]));
+        assert_eq!(two(&t.target), fitted.slice(ndarray::s![7.., ..]));
     }
 
     #[test]

@@ -196,6 +196,9 @@ pub struct FeatureFilesConfig {
     /// Normalisation applied to each domain (with its own statistics).
     #[serde(default)]
     pub normalize: FeatureNorm,
+    /// A representation fitted on the task's unlabelled training features ([`crate::representation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub representation: Option<crate::representation::Representation>,
 }
 
 impl FeatureFilesConfig {
@@ -223,6 +226,9 @@ impl FeatureFilesConfig {
                     "domains[{i}].layout: `samples-as-columns` needs the labels in `labels` or `labels_path`"
                 ));
             }
+        }
+        if let Some(r) = &self.representation {
+            r.validate()?;
         }
         if let Some(c) = &self.classes
             && c.is_empty()

@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod moons;
 pub mod office_caltech;
 pub mod preprocess;
+pub mod representation;
 pub mod sampling;
 pub mod stream;
 pub mod transforms;

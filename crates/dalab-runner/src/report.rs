@@ -412,10 +412,16 @@ impl Table {
 
     /// An error naming a reference row's `compare_to` that is no row of the table, or (unless `subset`: the table
     /// shows only some of the experiment's tasks, e.g. under `--set tasks=[...]`) a task of its values that is no
-    /// task of the table (a typo there would otherwise show as an empty cell).
-    pub fn check_reference(&self, r: &Reference, subset: bool) -> Result<()> {
+    /// task of the table (a typo there would otherwise show as an empty cell). A `compare_to` among `left_out`
+    /// (rows of the experiment file that overrides such as `~methods.dann` removed) is no error: that paper row
+    /// is shown without its difference row.
+    pub fn check_reference(&self, r: &Reference, subset: bool, left_out: &[String]) -> Result<()> {
         for rr in &r.rows {
-            if let Some(c) = rr.compare_to.as_deref().filter(|c| !self.rows.iter().any(|row| row == c)) {
+            if let Some(c) = rr
+                .compare_to
+                .as_deref()
+                .filter(|c| !self.rows.iter().any(|row| row == c) && !left_out.iter().any(|row| row == c))
+            {
                 return Err(Error::Config(format!(
                     "reference row `{}`: compare_to `{c}` is no row of the table (rows: {})",
                     rr.name,
@@ -1287,16 +1293,20 @@ mod tests {
         // The CSV carries the difference row too; a reference naming no row or task of the table is an error.
         let csv = t.csv(Some(&reference(43.0)));
         assert!(csv.contains("\"Δ svm − P\",-3.0000,,,-3.0000"), "{csv}");
-        assert_eq!(t.check_reference(&reference(43.0), false).ok(), Some(()));
+        assert_eq!(t.check_reference(&reference(43.0), false, &[]).ok(), Some(()));
         let mut bad = reference(43.0);
         bad.rows[0].compare_to = Some("svn".into());
-        let e = t.check_reference(&bad, false).unwrap_err().to_string();
+        let e = t.check_reference(&bad, false, &[]).unwrap_err().to_string();
         assert_eq!(e, "reference row `P`: compare_to `svn` is no row of the table (rows: svm)");
+        // A row the overrides left out of the run: the paper row stays, without a difference row.
+        assert!(t.check_reference(&bad, false, &["svn".to_string()]).is_ok());
+        let shown = t.markdown(Some(&bad));
+        assert!(shown.contains("| *P* | 43.0 | 43.0 |") && !shown.contains("| Δ"), "{shown}");
         let mut bad = reference(43.0);
         bad.rows[0].values.insert("A→X".into(), 1.0);
-        let e = t.check_reference(&bad, false).unwrap_err().to_string();
+        let e = t.check_reference(&bad, false, &[]).unwrap_err().to_string();
         assert_eq!(e, "reference row `P`: task `A→X` is no task of the table (tasks: A→W)");
-        assert!(t.check_reference(&bad, true).is_ok(), "a subset of the tasks (`--set tasks=...`)");
+        assert!(t.check_reference(&bad, true, &[]).is_ok(), "a subset of the tasks (`--set tasks=...`)");
     }
 
     #[test]
