@@ -72,7 +72,8 @@ impl Representation {
             let x = d.x.to_dense()?;
             let n = x.shape()[0];
             let dim = x.len().checked_div(n).unwrap_or(0);
-            Ok(x.to_shape((n, dim)).map_err(|e| Error::Invalid(format!("domain `{}`: {e}", d.name)))?.to_owned())
+            let x = x.to_shape((n, dim)).map_err(|e| Error::Invalid(format!("domain `{}`: {e}", d.name)))?.to_owned();
+            Ok(x)
         };
         let (xs, xt) = (dense(&task.source)?, dense(&task.target)?);
         let fit_x = ndarray::concatenate(Axis(0), &[xs.view(), xt.view()])
@@ -121,11 +122,7 @@ impl Msda {
                 "dataset.representation: mSDA needs samples and features, got {n}×{d}"
             )));
         }
-        if let Some(((i, j), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::Invalid(format!(
-                "dataset.representation: feature {j} of fitting sample {i} is {v}; mSDA needs finite features"
-            )));
-        }
+        check_finite(x, "fitting sample")?;
         let mut out = Array2::<f32>::zeros((n, d * (layers + 1)));
         out.slice_mut(ndarray::s![.., ..d]).assign(&x);
         let mut h = Mat::<f64>::from_fn(n, d + 1, |i, j| if j < d { f64::from(x[[i, j]]) } else { 1.0 });
@@ -133,15 +130,8 @@ impl Msda {
         for layer in 0..layers {
             let wt = denoising_map(h.as_ref(), noise, regularization)
                 .map_err(|e| Error::Invalid(format!("dataset.representation: mSDA layer {}: {e}", layer + 1)))?;
-            let next = apply_map(h.as_ref(), wt.as_ref());
-            let cols = ndarray::s![.., d * (layer + 1)..d * (layer + 2)];
-            let mut block = out.slice_mut(cols);
-            for i in 0..n {
-                for j in 0..d {
-                    block[[i, j]] = next[(i, j)] as f32;
-                }
-            }
-            h = next;
+            h = apply_map(h.as_ref(), wt.as_ref());
+            write_layer(&mut out, layer, h.as_ref());
             maps.push(wt);
         }
         Ok((Msda { maps }, out))
@@ -161,19 +151,35 @@ impl Msda {
                 self.dim()
             )));
         }
+        check_finite(x, "sample")?;
         let mut out = Array2::<f32>::zeros((m, d * (self.maps.len() + 1)));
         out.slice_mut(ndarray::s![.., ..d]).assign(&x);
         let mut h = Mat::<f64>::from_fn(m, d + 1, |i, j| if j < d { f64::from(x[[i, j]]) } else { 1.0 });
         for (layer, wt) in self.maps.iter().enumerate() {
             h = apply_map(h.as_ref(), wt.as_ref());
-            let mut block = out.slice_mut(ndarray::s![.., d * (layer + 1)..d * (layer + 2)]);
-            for i in 0..m {
-                for j in 0..d {
-                    block[[i, j]] = h[(i, j)] as f32;
-                }
-            }
+            write_layer(&mut out, layer, h.as_ref());
         }
         Ok(out)
+    }
+}
+
+/// An error naming the first non-finite feature of `x` (`what` names its rows).
+fn check_finite(x: ArrayView2<'_, f32>, what: &str) -> Result<()> {
+    match x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        Some(((i, j), v)) => Err(Error::Invalid(format!(
+            "dataset.representation: feature {j} of {what} {i} is {v}; mSDA needs finite features"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Copies layer `layer`'s features (the first `d` columns of `h`, without its bias column) into their block of
+/// the stacked output `[x, h₁, …]`.
+fn write_layer(out: &mut Array2<f32>, layer: usize, h: MatRef<'_, f64>) {
+    let d = h.ncols() - 1;
+    let mut block = out.slice_mut(ndarray::s![.., d * (layer + 1)..d * (layer + 2)]);
+    for ((i, j), v) in block.indexed_iter_mut() {
+        *v = h[(i, j)] as f32;
     }
 }
 
@@ -300,6 +306,10 @@ mod tests {
         let nan = array![[1.0, f32::NAN], [0.0, 1.0]];
         let e = Msda::fit(nan.view(), 1, 0.5, 1e-5).unwrap_err().to_string();
         assert!(e.contains("feature 1 of fitting sample 0 is NaN"), "{e}");
+        // (Domains are finite by construction, `Domain::new`; a raw array given to `transform` is checked too.)
+        let (m, _) = Msda::fit(array![[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]].view(), 1, 0.5, 1e-5).unwrap();
+        let e = m.transform(array![[1.0, 0.0], [f32::INFINITY, 1.0]].view()).unwrap_err().to_string();
+        assert!(e.contains("feature 0 of sample 1 is inf"), "{e}");
         let (m, _) = Msda::fit(array![[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]].view(), 1, 0.5, 1e-5).unwrap();
         assert!(
             m.transform(array![[1.0, 2.0, 3.0]].view())
