@@ -1977,3 +1977,59 @@ fn a_full_disk_stops_the_sweep_keeps_finished_trials_and_a_rerun_completes() {
         assert_eq!(&std::fs::read(d.join("result.json")).unwrap(), bytes, "{} rewritten", d.display());
     }
 }
+
+/// `model.init: xavier` (TF-slim's initialiser, ADDA's code): every weight dalab builds is U(−a, a) with
+/// a = √(6 / (fan_in + fan_out)), every bias 0, before any stage copies one network onto another; a TorchScript
+/// backbone keeps the file's weights, in the backbone and in every copy a method builds of it (ADDA's target
+/// encoder); the default leaves libtorch's non-zero biases.
+#[test]
+fn xavier_init_sets_dalabs_layers_and_keeps_torchscript_weights() {
+    use dalab_train::{ModelConfig, build_model};
+    let reg = dalab_cli::registry();
+    let adda = serde_json::json!({});
+    let lenet: ModelConfig = serde_saphyr::from_str("backbone: {kind: lenet}\ninit: xavier\n").unwrap();
+    let (vs, _) =
+        build_model(&reg, "adda", &adda, &lenet, 10, &[1, 32, 32], &["source".into()], tch::Device::Cpu).unwrap();
+    let vars = vs.variables();
+    let max_abs = |n: &str| vars[n].abs().max().double_value(&[]);
+    // conv0 [20, 1, 5, 5]: fan_in 25, fan_out 500; fc0 [500, 1250]; the adversary's first layer [500, 10].
+    for (name, a) in [
+        ("backbone.conv0.weight", (6.0f64 / 525.0).sqrt()),
+        ("backbone.fc0.weight", (6.0f64 / 1750.0).sqrt()),
+        ("method.target_encoder.conv1.weight", (6.0f64 / (500.0 + 1250.0)).sqrt()),
+    ] {
+        let m = max_abs(name);
+        assert!(m <= a && m > 0.9 * a, "{name}: max |w| {m}, bound {a}");
+    }
+    let biases: Vec<&String> = vars.keys().filter(|k| k.ends_with(".bias")).collect();
+    assert!(biases.len() >= 10, "{biases:?}");
+    for b in biases {
+        assert_eq!(max_abs(b), 0.0, "{b}");
+    }
+    let default: ModelConfig = serde_saphyr::from_str("backbone: {kind: lenet}\n").unwrap();
+    let (vs, _) =
+        build_model(&reg, "adda", &adda, &default, 10, &[1, 32, 32], &["source".into()], tch::Device::Cpu).unwrap();
+    // tch's default: He-uniform conv weights (bound √(6/25) for conv0, 4.6× Xavier's), non-zero linear biases.
+    let m = vs.variables()["backbone.conv0.weight"].abs().max().double_value(&[]);
+    assert!(m > 0.9 * (6.0f64 / 25.0).sqrt(), "{m}");
+    assert!(vs.variables()["backbone.fc0.bias"].abs().max().double_value(&[]) > 0.0);
+
+    let pt = repo().join("crates/dalab-nn/testdata/tiny_mlp.pt");
+    let ts: ModelConfig =
+        serde_saphyr::from_str(&format!("backbone: {{kind: torchscript, path: {}}}\ninit: xavier\n", pt.display()))
+            .unwrap();
+    let (vs, _) = build_model(&reg, "adda", &adda, &ts, 2, &[3], &["source".into()], tch::Device::Cpu).unwrap();
+    let vars = vs.variables();
+    let file_bias = [0.0f32, 0.01, 0.02, 0.03];
+    for enc in ["backbone", "method.target_encoder"] {
+        // tch names a TorchScript module's `fc.bias` `fc_bias`.
+        let b = Vec::<f32>::try_from(&vars[&format!("{enc}.fc_bias")]).unwrap();
+        assert!(b.iter().zip(file_bias).all(|(x, y)| (x - y).abs() < 1e-7), "{enc}: {b:?}");
+    }
+    let head_biases: Vec<&String> =
+        vars.keys().filter(|k| k.starts_with("method.head") && k.ends_with("bias")).collect();
+    assert!(!head_biases.is_empty());
+    for b in head_biases {
+        assert_eq!(vars[b].abs().max().double_value(&[]), 0.0, "{b}");
+    }
+}

@@ -2,7 +2,7 @@
 
 use dalab_core::Validate;
 use dalab_core::schedule::LrSchedule;
-use dalab_nn::BackboneConfig;
+use dalab_nn::{BackboneConfig, Init};
 pub use dalab_validators::{Settings as ValidatorSettings, Validator};
 use serde::{Deserialize, Serialize};
 
@@ -15,11 +15,15 @@ pub struct ModelConfig {
     /// `optim.lr`): 1 trains everything alike, 0.1 is the fine-tuning recipe of DAN/RTN/CDAN (new layers 10×),
     /// 0 freezes the backbone (no gradient is computed for it).
     pub backbone_lr_mult: f64,
+    /// How the layers dalab builds start: tch's defaults (`default`: He-uniform weights) or TF-slim's
+    /// Glorot-uniform weights with zero biases (`xavier`). A TorchScript backbone keeps its own weights either way.
+    #[serde(skip_serializing_if = "Init::is_default")]
+    pub init: Init,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { backbone: BackboneConfig::default(), backbone_lr_mult: 1.0 }
+        Self { backbone: BackboneConfig::default(), backbone_lr_mult: 1.0, init: Init::Default }
     }
 }
 

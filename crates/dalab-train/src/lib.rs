@@ -646,7 +646,17 @@ pub fn build_model(
     let vs = nn::VarStore::new(device);
     let backbone = dalab_nn::build_backbone(&model.backbone, &(vs.root() / "backbone"), input_shape)?;
     let (cfg, shape) = (model.backbone.clone(), input_shape.to_vec());
-    let make_backbone: dalab_core::BackboneBuilder = Box::new(move |p| dalab_nn::build_backbone(&cfg, p, &shape));
+    // A TorchScript backbone's weights are the user's: `model.init` leaves every copy of it alone (the method's
+    // extra backbones, e.g. ADDA's target encoder or progressive columns, are recorded where they are built).
+    let torchscript = matches!(model.backbone, dalab_nn::BackboneConfig::Torchscript { .. });
+    let user_weights = std::sync::Arc::new(std::sync::Mutex::new(vec!["backbone.".to_string()]));
+    let record = user_weights.clone();
+    let make_backbone: dalab_core::BackboneBuilder = Box::new(move |p| {
+        if torchscript {
+            record.lock().expect("not poisoned").push(format!("{}.", p.components().collect::<Vec<_>>().join(".")));
+        }
+        dalab_nn::build_backbone(&cfg, p, &shape)
+    });
     let env = BuildEnv {
         backbone,
         make_backbone,
@@ -656,6 +666,8 @@ pub fn build_model(
         device,
     };
     let m = registry.build(method, method_config, &(vs.root() / "method"), env)?;
+    let user_weights = user_weights.lock().expect("not poisoned").clone();
+    model.init.apply(&vs, |name| !(torchscript && user_weights.iter().any(|p| name.starts_with(p.as_str()))));
     Ok((vs, m))
 }
 
