@@ -11,13 +11,14 @@
 //! A task uses the source's train split (labelled), the target's train split (unlabelled) and the target's
 //! test split as the target test set (none for `mnist-m`, whose only split is the target itself).
 //! Images are `[n, C, size, size]`, scaled to [0, 1] (`normalize: unit`), [-1, 1] (`symmetric`) or [0, 255] (`bytes`), resized
-//! bilinearly to `size` (default: the larger native size of the two domains) and converted grey → RGB
+//! bilinearly to `size` (default: the larger native size of the two domains; `resize: centres`, pixel centres
+//! aligned as PIL and PyTorch do, or `resize: tf1`, TensorFlow 1.x's grid) and converted grey → RGB
 //! when `channels` is 3 (default: 3 if a domain is `mnist-m`, else 1).
 //!
 //! Protocols: `full` (default, all of each split) and `adda` (ADDA, Tzeng et al. 2017: 2000 MNIST and
 //! 1800 USPS training digits drawn without replacement, seeded by `sample_seed`; test splits complete).
 
-use crate::formats::images::{resize_batch, set_channels};
+use crate::formats::images::{ResizeGrid, resize_batch_on, set_channels};
 use crate::manifest::find;
 use crate::{Domain, Error, Result, TaskData};
 use ndarray::{Array2, Array4, Axis};
@@ -141,7 +142,7 @@ pub enum PixelNorm {
     Unit,
     /// (v - 0.5) / 0.5, in [-1, 1].
     Symmetric,
-    /// 255·v, in [0, 255]: the raw byte scale (the ADDA authors' code feeds pixels unnormalised).
+    /// 255·v, in [0, 255]: the raw byte scale (the early state of the ADDA authors' code feeds pixels unnormalised).
     Bytes,
 }
 
@@ -157,6 +158,9 @@ pub struct DigitsConfig {
     /// 1 or 3 (default: 3 when a domain is `mnist-m`, else 1).
     pub channels: Option<usize>,
     pub normalize: PixelNorm,
+    /// The resize's sampling grid: `centres` (default) or `tf1` (TensorFlow 1.x `resize_images`, as the ADDA code).
+    #[serde(skip_serializing_if = "ResizeGrid::is_default")]
+    pub resize: ResizeGrid,
 }
 
 impl DigitsConfig {
@@ -211,7 +215,7 @@ impl DigitsConfig {
             }
             _ => (x, y),
         };
-        let mut x = set_channels(resize_batch(&x, size, size), channels);
+        let mut x = set_channels(resize_batch_on(&x, size, size, self.resize), channels);
         match self.normalize {
             PixelNorm::Unit => {}
             PixelNorm::Symmetric => x.mapv_inplace(|v| (v - 0.5) / 0.5),

@@ -149,6 +149,26 @@ fn digits_counts_shapes_and_protocols() {
     assert_eq!(b.shape(), &[1800, 1, 32, 32]);
     assert!(u.iter().zip(b.iter()).all(|(u, b)| (u * 255.0 - b).abs() < 1e-3));
     assert!(b.iter().any(|&v| v > 254.0));
+    // `resize: tf1` (TensorFlow 1.x's grid, the ADDA code's): USPS 16 → 32 puts input pixel (i, j) on output
+    // (2i, 2j) exactly; the centred grid does not. The key is omitted when default (trial ids unchanged).
+    let (raw, _) = dalab_data::digits::load_raw("usps", "train", &dir).unwrap();
+    let first_usps = |resize: &str| {
+        let t = cfg(&format!("name: digits\nsize: 32\nresize: {resize}\n")).load_task("mnist", "usps", &dir).unwrap();
+        t.target.dense_x().unwrap().index_axis(ndarray::Axis(0), 0).to_owned()
+    };
+    let on_grid = |x: &ndarray::ArrayD<f32>| {
+        (0..16)
+            .flat_map(|i| (0..16).map(move |j| (i, j)))
+            .all(|(i, j)| (x[[0, 2 * i, 2 * j]] - raw[[0, 0, i, j]]).abs() < 1e-6)
+    };
+    assert!(on_grid(&first_usps("tf1")));
+    assert!(!on_grid(&first_usps("centres")));
+    let e = serde_saphyr::from_str::<DatasetConfig>("name: digits\nresize: tf2\n").unwrap_err().to_string();
+    assert!(e.contains("tf2") && e.contains("tf1"), "{e}");
+    let d: dalab_data::digits::DigitsConfig = Default::default();
+    assert!(!serde_json::to_string(&d).unwrap().contains("resize"));
+    let d = dalab_data::digits::DigitsConfig { resize: dalab_data::formats::images::ResizeGrid::Tf1, ..d };
+    assert!(serde_json::to_string(&d).unwrap().contains(r#""resize":"tf1""#));
 }
 
 #[test]

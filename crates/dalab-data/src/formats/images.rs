@@ -120,8 +120,41 @@ pub fn fill_chw(img: &Image, out: &mut [f32], channels: usize) {
     }
 }
 
+/// Where output pixel `o` of a resize samples its input (`s` in input pixel coordinates, `in/out` the scale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResizeGrid {
+    /// Pixel centres aligned, `s = (o + ½)·in/out − ½`: PIL, `torch.nn.functional.interpolate(align_corners=False)`,
+    /// TensorFlow 2's `tf.image.resize`.
+    #[default]
+    Centres,
+    /// `s = o·in/out`: TensorFlow 1.x's `tf.image.resize_images` (bilinear, `align_corners=False`, before
+    /// `half_pixel_centers` existed): it samples ½·(1 − in/out) input pixels further right and down than
+    /// `Centres` (a quarter of a pixel at 16 → 32), so the content moves up and left when enlarging.
+    Tf1,
+}
+
+impl ResizeGrid {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The input coordinate output pixel `o` samples.
+    fn source(self, o: usize, scale: f32) -> f32 {
+        match self {
+            Self::Centres => ((o as f32 + 0.5) * scale - 0.5).max(0.0),
+            Self::Tf1 => o as f32 * scale,
+        }
+    }
+}
+
 /// Bilinear resize of one `[h, w]` plane to `[oh, ow]` (pixel centres aligned; edges clamped).
 pub fn resize_plane(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+    resize_plane_on(src, h, w, oh, ow, ResizeGrid::Centres)
+}
+
+/// Bilinear resize of one `[h, w]` plane to `[oh, ow]` on `grid` (edges clamped).
+pub fn resize_plane_on(src: &[f32], h: usize, w: usize, oh: usize, ow: usize, grid: ResizeGrid) -> Vec<f32> {
     if (h, w) == (oh, ow) {
         return src.to_vec();
     }
@@ -129,7 +162,7 @@ pub fn resize_plane(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Ve
         let scale = n_in as f32 / n_out as f32;
         (0..n_out)
             .map(|o| {
-                let s = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
+                let s = grid.source(o, scale);
                 let i0 = (s.floor() as usize).min(n_in - 1);
                 let i1 = (i0 + 1).min(n_in - 1);
                 (i0, i1, s - i0 as f32)
@@ -149,8 +182,13 @@ pub fn resize_plane(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Ve
     out
 }
 
-/// Resizes every image of `[n, C, H, W]` to `[n, C, oh, ow]` (in parallel over images).
+/// Resizes every image of `[n, C, H, W]` to `[n, C, oh, ow]` (in parallel over images; pixel centres aligned).
 pub fn resize_batch(x: &Array4<f32>, oh: usize, ow: usize) -> Array4<f32> {
+    resize_batch_on(x, oh, ow, ResizeGrid::Centres)
+}
+
+/// Resizes every image of `[n, C, H, W]` to `[n, C, oh, ow]` on `grid` (in parallel over images).
+pub fn resize_batch_on(x: &Array4<f32>, oh: usize, ow: usize, grid: ResizeGrid) -> Array4<f32> {
     let (n, c, h, w) = x.dim();
     if (h, w) == (oh, ow) {
         return x.clone();
@@ -160,7 +198,7 @@ pub fn resize_batch(x: &Array4<f32>, oh: usize, ow: usize) -> Array4<f32> {
         for k in 0..c {
             let plane = i.index_axis(Axis(0), k);
             let src: Vec<f32> = plane.iter().copied().collect();
-            let r = resize_plane(&src, h, w, oh, ow);
+            let r = resize_plane_on(&src, h, w, oh, ow, grid);
             o.index_axis_mut(Axis(0), k).iter_mut().zip(r).for_each(|(d, v)| *d = v);
         }
     });
@@ -454,6 +492,37 @@ mod tests {
         // 4x4 → 2x2 with centres aligned averages each 2x2 block.
         let src: Vec<f32> = (0..16).map(|v| v as f32).collect();
         assert_eq!(resize_plane(&src, 4, 4, 2, 2), vec![2.5, 4.5, 10.5, 12.5]);
+    }
+
+    #[test]
+    fn tf1_grid_matches_tensorflow() {
+        // tests/reference/make_resize_reference.py: TensorFlow's legacy bilinear grid on formula planes.
+        let r: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/reference/resize_tf1_reference.json")).unwrap();
+        let cases = r["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 4);
+        for c in cases {
+            let n = |k: &str| c[k].as_u64().unwrap() as usize;
+            let (h, w, oh, ow) = (n("h"), n("w"), n("oh"), n("ow"));
+            let src: Vec<f32> = (0..h * w)
+                .map(|i| {
+                    let (y, x) = (i / w, i % w);
+                    ((5 * x * x + 3 * y + (x * y) % 7) % 256) as f32 / 255.0
+                })
+                .collect();
+            let want: Vec<f32> = c["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let got = resize_plane_on(&src, h, w, oh, ow, ResizeGrid::Tf1);
+            assert_eq!(got.len(), want.len());
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{h}x{w} -> {oh}x{ow}: max |ours - tf| = {worst}");
+            // The centred grid is a different image (a quarter of a USPS pixel apart), so the check can fail.
+            let centred = resize_plane(&src, h, w, oh, ow);
+            assert!(centred.iter().zip(&want).any(|(a, b)| (a - b).abs() > 1e-3), "{h}x{w}: grids agree");
+        }
+        // Upsampling 16 -> 32 on the TF 1 grid copies input pixel i to output 2i exactly.
+        let src: Vec<f32> = (0..256).map(|v| v as f32).collect();
+        let up = resize_plane_on(&src, 16, 16, 32, 32, ResizeGrid::Tf1);
+        assert_eq!((up[0], up[2], up[2 * 32 + 4]), (0.0, 1.0, 18.0)); // (1, 2) = 1·16 + 2
     }
 
     #[test]
