@@ -6,8 +6,9 @@ crates/dalab-data/src/formats/images.rs, test `tf1_grid_matches_tensorflow`).
 TensorFlow 1.0's tf.image.resize_images (the ADDA code's, requirements.txt: tensorflow_gpu==1.0.0) is bilinear with
 align_corners=False on the grid that TensorFlow 2 keeps as tf.compat.v1.image.resize_bilinear(...,
 align_corners=False, half_pixel_centers=False). The test planes are formulas, regenerated identically in the test:
-plane (y, x) = ((5 x^2 + 3 y + (x y) mod 7) mod 256) / 255 at h x w, resized to each (oh, ow) below: the two
-resizes of the ADDA protocols (USPS 16 -> 28 in the final code; USPS 16 -> 32 and MNIST 28 -> 32 in the early one) and a shrink with unequal axes.
+plane (y, x) = ((5 x^2 + 3 y + (x y) mod 7) mod 256) / 255 at h x w, resized to each (oh, ow) below: the resizes
+of the ADDA protocols (USPS 16 -> 28 in the final code; USPS 16 -> 32 and MNIST 28 -> 32 in the early one) and a
+shrink with unequal axes.
 """
 import json
 
