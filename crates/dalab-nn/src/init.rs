@@ -1,10 +1,10 @@
 //! `model.init`: how the layers dalab builds are initialised.
 //!
 //! tch's layers start with tch's defaults (not PyTorch's: He-uniform weights). Papers whose code is in TensorFlow
-//! start from TF-slim's instead
-//! (ADDA's LeNet and adversary: `slim.conv2d` / `slim.fully_connected` with their default `xavier_initializer()`
-//! and zero biases), so a reproduction can ask for those: the whole model is re-initialised after it is built,
-//! before the first step (and before any method copies one network onto another, which happens in `begin_stage`).
+//! start from TF-slim's instead (ADDA's LeNet and adversary: `slim.conv2d` / `slim.fully_connected` with their
+//! default `xavier_initializer()` and zero biases), so a reproduction can ask for those: the whole model is
+//! re-initialised after it is built, before the first step (and before any method copies one network onto another,
+//! which happens in `begin_stage`).
 
 use serde::{Deserialize, Serialize};
 use tch::nn;

@@ -22,5 +22,5 @@ pub use grl::grad_reverse;
 pub use heads::{ClassifierHead, Discriminator, DiscriminatorConfig, HeadConfig, Layer, Pair, batch_norm1d};
 pub use init::Init;
 pub use losses::{RandomizedMultilinear, coral_loss, entropy, multilinear};
-pub use method::{HeadMethod, HeadNet, NetLoss, Transfer, backbone_layers, copy_prefix};
+pub use method::{HeadMethod, HeadNet, NetLoss, Transfer, backbone_layers, copy_prefix, freeze_prefixes};
 pub use mmd::{Bandwidth, Estimator, KernelConfig, MmdConfig, jmmd2, mmd2};

@@ -131,6 +131,20 @@ pub fn copy_prefix(vs: &nn::VarStore, from: &str, to: &str) -> dalab_core::Resul
     Ok(n)
 }
 
+/// Stops training every variable whose VarStore name starts with one of `prefixes` (its gradient is no longer
+/// computed, so no optimizer moves it): the frozen layers of layer transfer and progressive networks. Returns how
+/// many variables were frozen.
+pub fn freeze_prefixes(vs: &nn::VarStore, prefixes: &[&str]) -> usize {
+    let mut n = 0;
+    for (k, v) in vs.variables() {
+        if prefixes.iter().any(|p| k.starts_with(p)) {
+            let _ = v.set_requires_grad(false);
+            n += 1;
+        }
+    }
+    n
+}
+
 /// The layers of the backbone whose variables are under `prefix`, from the input: `conv<i>` before `fc<i>`, each
 /// by index (how dalab-nn names the layers of its MLP, LeNet and DANN-digits backbones). An error for a backbone
 /// whose variables are not named so (TorchScript).

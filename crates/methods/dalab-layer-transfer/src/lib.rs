@@ -23,7 +23,7 @@
 use dalab_core::{
     Group, LabelledTarget, Method, Optimizers, Result, Scalars, Setting, Stage, StageBatch, StageData, StepCtx,
 };
-use dalab_nn::{ClassifierHead, HeadConfig, copy_prefix};
+use dalab_nn::{ClassifierHead, HeadConfig, copy_prefix, freeze_prefixes};
 use tch::{Tensor, nn};
 
 dalab_core::method_config! {
@@ -148,11 +148,7 @@ impl Method for Model {
             };
             copy_prefix(vars, &from, &to)?;
             if !self.cfg.fine_tune {
-                for (k, v) in vars.variables() {
-                    if k.starts_with(&to) {
-                        let _ = v.set_requires_grad(false);
-                    }
-                }
+                freeze_prefixes(vars, &[&to]);
             }
         }
         Ok(())

@@ -199,11 +199,7 @@ impl Method for Model {
     fn begin_stage(&mut self, stage: &Stage, vars: &nn::VarStore) -> Result<()> {
         self.current = TASK_STAGES.iter().position(|s| *s == stage.name).unwrap_or(0).min(self.tasks - 1);
         let frozen: Vec<String> = (0..self.current).flat_map(|t| owned(self.mode, t)).collect();
-        for (k, v) in vars.variables() {
-            if frozen.iter().any(|p| k.starts_with(p.as_str())) {
-                let _ = v.set_requires_grad(false);
-            }
-        }
+        dalab_nn::freeze_prefixes(vars, &frozen.iter().map(String::as_str).collect::<Vec<_>>());
         Ok(())
     }
 
