@@ -103,7 +103,13 @@ const QUICK: &[(&str, &[&str])] = &[
     ("jda-table2-digits", &["tasks=[usps→mnist]"]),
     (
         "adda-table2",
-        &["tasks=[mnist→usps]", "methods.adda.source_iterations=100", "train.iterations=100", "train.eval_interval=50"],
+        &[
+            "tasks=[mnist→usps]",
+            "seeds=[0]",
+            "methods.adda.source_iterations=100",
+            "train.iterations=100",
+            "train.eval_interval=50",
+        ],
     ),
 ];
 
