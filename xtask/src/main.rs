@@ -11,6 +11,7 @@
 //! - `cargo xtask selection [--quick] [TABLE...]`: the same for the selection-regret studies of
 //!   experiments/selection/ (`dalab report --selection`), into docs/results/selection-<table>.md.
 
+mod archive;
 mod bench_metrics;
 mod python;
 mod reproduce;

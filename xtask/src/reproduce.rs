@@ -7,6 +7,7 @@
 //! `--quick` is the smoke run CI executes: the dev build, each table cut to the overrides in [`QUICK`], results
 //! under the runs directory (`target/reproduce-quick` by default) and never in docs/.
 
+use crate::archive::{self, Provenance};
 use crate::{Result, cargo, repo_root, run_status};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -122,16 +123,26 @@ struct Opts {
     report_only: bool,
     /// `--set` overrides given on the command line (a partial run: e.g. `~methods.dann` leaves a method out).
     sets: Vec<String>,
+    /// `--no-archive`: neither reuse nor extend the trial archive of docs/results/trials/ (a full re-measurement).
+    no_archive: bool,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
-    let mut o =
-        Opts { quick: false, jobs: 2, runs_dir: None, tables: Vec::new(), sets: Vec::new(), report_only: false };
+    let mut o = Opts {
+        quick: false,
+        jobs: 2,
+        runs_dir: None,
+        tables: Vec::new(),
+        sets: Vec::new(),
+        report_only: false,
+        no_archive: false,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
             "--report-only" => o.report_only = true,
+            "--no-archive" => o.no_archive = true,
             "--jobs" | "-j" => {
                 let v = it.next().ok_or("--jobs needs a number")?;
                 o.jobs = v.parse().map_err(|_| format!("--jobs: not a number: {v}"))?;
@@ -153,7 +164,9 @@ const USAGE: &str = "usage: cargo xtask reproduce|selection [--quick] [--jobs N]
   --runs-dir  where the trials go (default: runs, or target/reproduce-quick with --quick)
   --report-only  regenerate the files from the trials in the runs dir, running none (missing cells: –)
   --set OVR   an override for every table run (repeatable; `~methods.dann` leaves a method out): a partial run,
-              named as such in the generated file";
+              named as such in the generated file
+  --no-archive  neither reuse the archived trials of docs/results/trials/<table>/ nor archive new ones (without
+              it, a full run restores the archived trials of its plan, runs the rest, and archives what finished)";
 
 /// Every table of the suite's folder, sorted.
 fn all_tables(root: &Path, suite: &Suite) -> Result<Vec<String>> {
@@ -217,6 +230,22 @@ fn commit(root: &Path) -> String {
     }
 }
 
+/// The trial ids of the experiment's plan under the overrides (`dalab run --dry-run`: one `<id>  <what>` line
+/// per trial after a header line).
+fn plan(exe: &Path, data: &Path, exp: &Path, runs: &Path, sets: &[&str]) -> Result<Vec<String>> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("--data-dir").arg(data).arg("run").arg(exp).arg("--runs-dir").arg(runs).arg("--dry-run");
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().map_err(|e| format!("{}: {e}", exe.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} --dry-run: {}", exp.display(), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().skip(1).filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect())
+}
+
 /// A top-level `key: value` of an experiment file (its first line of that key).
 fn top_key(exp: &Path, key: &str) -> String {
     let prefix = format!("{key}:");
@@ -263,7 +292,21 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
         };
         sets.extend(o.sets.iter().map(String::as_str));
         eprintln!("xtask: {} {t}{}", suite.command, if o.quick { " (quick)" } else { "" });
-        let fresh = !o.report_only && !runs.join(top_key(&exp, "name")).exists();
+        let exp_dir = runs.join(top_key(&exp, "name"));
+        let mut fresh = !o.report_only && !exp_dir.exists();
+        // The archived trials of this plan (module `archive`): restored before the run, extended after it.
+        let archive_dir = root.join("docs").join("results").join("trials").join(format!("{}{t}", suite.prefix));
+        let planned = if o.quick || o.no_archive { Vec::new() } else { plan(&exe, &data, &exp, &runs, &sets)? };
+        let restored = archive::restore(&archive_dir, &exp_dir, &planned)?;
+        if !restored.is_empty() {
+            eprintln!(
+                "xtask: {t}: {} of {} trials restored from {}",
+                restored.len(),
+                planned.len(),
+                archive_dir.display()
+            );
+            fresh = false;
+        }
         let started = Instant::now();
         let mut cmd = Command::new(&exe);
         cmd.arg("--data-dir").arg(&data).arg("run").arg(&exp).arg("--runs-dir").arg(&runs);
@@ -271,7 +314,16 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
         for s in &sets {
             cmd.args(["--set", s]);
         }
-        if !o.report_only && run_status(&mut cmd).is_err() {
+        let ran = !o.report_only && run_status(&mut cmd).is_ok();
+        if !o.report_only {
+            // Also after a failed run: the trials that finished are kept.
+            let p = Provenance { machine: &machine, commit: &commit, date: &date };
+            let saved = archive::save(&exp_dir, &archive_dir, &planned, &p)?;
+            if !saved.is_empty() {
+                eprintln!("xtask: {t}: {} new trials archived in {}", saved.len(), archive_dir.display());
+            }
+        }
+        if !o.report_only && !ran {
             failed.push(t.clone());
             continue;
         }
@@ -365,10 +417,20 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
             ),
             None => format!("report regenerated at commit {commit}; wall time of its trials unknown"),
         };
+        let archived = archive::summary(&archive_dir, &planned);
+        let archived = if archived.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "Trial archive [`trials/{0}{t}/`](trials/{0}{t}/) (each trial's config, result and machine; reused \
+                 while the trial's config is unchanged): {archived}.\n",
+                suite.prefix
+            )
+        };
         let doc = format!(
             "# {t}: {}\n\nGenerated by `cargo xtask {}{}{} {t}` on {date} ({wall_text}), {machine}.\nExperiment: \
              [`{tables_dir}/{t}.yaml`](../../{tables_dir}/{t}.yaml) (every setting and its source in its comments){}.\n\
-             {quick_note}\n{table}",
+             {archived}{quick_note}\n{table}",
             top_key(&exp, "description"),
             suite.command,
             if o.quick {
