@@ -81,12 +81,14 @@ pub fn save(exp_dir: &Path, archive: &Path, ids: &[String], p: &Provenance) -> R
     Ok(saved)
 }
 
-/// One sentence on where the archived trials among `ids` ran: how many on each machine, at which commits. Empty
-/// when none of them is archived.
+/// One sentence on where the archived trials among `ids` ran: how many on each machine, at which commits, and the
+/// sum of their own run times (`seconds` of result.json). Empty when none of them is archived.
 pub fn summary(archive: &Path, ids: &[String]) -> String {
     let mut by_machine: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
-    let mut n = 0;
+    let (mut n, mut seconds) = (0, 0.0);
     for id in ids {
+        seconds +=
+            std::fs::read_to_string(archive.join(id).join("result.json")).map(|r| trial_seconds(&r)).unwrap_or(0.0);
         let Ok(text) = std::fs::read_to_string(archive.join(id).join(PROVENANCE)) else { continue };
         let field = |k: &str| {
             text.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).unwrap_or("unknown".into())
@@ -104,7 +106,17 @@ pub fn summary(archive: &Path, ids: &[String]) -> String {
     }
     let parts: Vec<String> =
         by_machine.iter().map(|(m, (k, commits))| format!("{k} on {m} (commit {})", commits.join(", "))).collect();
-    format!("{n} of {} trials are archived: {}", ids.len(), parts.join("; "))
+    let time = if seconds < 120.0 { format!("{seconds:.0} s") } else { format!("{:.1} min", seconds / 60.0) };
+    format!("{n} of {} trials are archived ({time} of trial time in all): {}", ids.len(), parts.join("; "))
+}
+
+/// The `"seconds": x` of a result.json (the runner writes one field per line; 0 when absent).
+fn trial_seconds(result: &str) -> f64 {
+    result
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("\"seconds\":"))
+        .and_then(|v| v.trim().trim_end_matches(',').parse().ok())
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -126,7 +138,11 @@ mod tests {
         std::fs::write(d.join("metrics.jsonl"), "{\"step\":1}\n").unwrap();
         std::fs::write(d.join("events.out.tfevents.1"), "tb").unwrap();
         if done {
-            std::fs::write(d.join("result.json"), format!("{{\"trial\":\"{id}\"}}")).unwrap();
+            std::fs::write(
+                d.join("result.json"),
+                format!("{{\n  \"trial\": \"{id}\",\n  \"seconds\": 30.0,\n  \"device\": \"cpu\"\n}}"),
+            )
+            .unwrap();
         } else {
             std::fs::write(d.join("failed.json"), "{}").unwrap();
         }
@@ -192,7 +208,7 @@ mod tests {
         save(&runs, &archive, &all, &Provenance { machine: "cpu B", commit: "def5678", date: "2026-12-04" }).unwrap();
         assert_eq!(
             summary(&archive, &all),
-            "3 of 4 trials are archived: 2 on cpu A, 2 cores (commit abc1234); 1 on cpu B (commit def5678)"
+            "3 of 4 trials are archived (90 s of trial time in all): 2 on cpu A, 2 cores (commit abc1234); 1 on cpu B (commit def5678)"
         );
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -307,6 +307,9 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
             );
             fresh = false;
         }
+        let done =
+            |ids: &[String]| ids.iter().filter(|id| exp_dir.join(id.as_str()).join("result.json").is_file()).count();
+        let done_before = done(&planned);
         let started = Instant::now();
         let mut cmd = Command::new(&exe);
         cmd.arg("--data-dir").arg(&data).arg("run").arg(&exp).arg("--runs-dir").arg(&runs);
@@ -315,6 +318,7 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
             cmd.args(["--set", s]);
         }
         let ran = !o.report_only && run_status(&mut cmd).is_ok();
+        let ran_now = done(&planned) - done_before;
         if !o.report_only {
             // Also after a failed run: the trials that finished are kept.
             let p = Provenance { machine: &machine, commit: &commit, date: &date };
@@ -332,7 +336,8 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
         // recorded then (a rerun that only regenerates the report skips the finished trials).
         let record = out.join("wall_time_s");
         let measured = started.elapsed().as_secs_f64();
-        let wall = if fresh {
+        // A partial run (`--set` on the command line) records no wall time for the table.
+        let wall = if fresh && o.sets.is_empty() {
             std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
             std::fs::write(&record, format!("{measured:.1} {} {}", o.jobs, commit.replace(' ', "_")))
                 .map_err(|e| format!("{}: {e}", record.display()))?;
@@ -411,6 +416,15 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
             Some((w, jobs, at)) if fresh => {
                 format!("every trial run, wall time {w:.0} s with `--jobs {jobs}`, commit {at}")
             }
+            _ if fresh => {
+                format!("every trial run, wall time {measured:.0} s with `--jobs {}`, commit {commit}", o.jobs)
+            }
+            _ if ran_now > 0 => format!(
+                "{ran_now} of its {} trials run now, wall time {measured:.0} s with `--jobs {}`, commit {commit}; the \
+                 others had finished before",
+                planned.len(),
+                o.jobs
+            ),
             Some((w, jobs, at)) => format!(
                 "report regenerated at commit {commit}; its trials ran at commit {at}, wall time {w:.0} s with \
                  `--jobs {jobs}`"
