@@ -35,50 +35,40 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to).map(|_| ()).map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))
 }
 
-fn mkdir(d: &Path) -> Result<()> {
-    std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))
+/// Copies the trials among `ids` that are done in `from` and not in `to` (by `result.json`), calling `prepare` on
+/// each new folder of `to` before its files arrive; returns the ids copied.
+fn copy_done(from: &Path, to: &Path, ids: &[String], prepare: impl Fn(&Path) -> Result<()>) -> Result<Vec<String>> {
+    let mut copied = Vec::new();
+    for id in ids {
+        let (src, dst) = (from.join(id), to.join(id));
+        if !src.join("result.json").is_file() || dst.join("result.json").is_file() {
+            continue;
+        }
+        std::fs::create_dir_all(&dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+        prepare(&dst)?;
+        for f in FILES.iter().filter(|f| src.join(f).is_file()) {
+            copy(&src.join(f), &dst.join(f))?;
+        }
+        copied.push(id.clone());
+    }
+    Ok(copied)
 }
 
 /// Copies the archived trials among `ids` that `exp_dir` does not have finished into it; returns their ids.
 pub fn restore(archive: &Path, exp_dir: &Path, ids: &[String]) -> Result<Vec<String>> {
-    let mut restored = Vec::new();
-    for id in ids {
-        let (src, dst) = (archive.join(id), exp_dir.join(id));
-        if !src.join("result.json").is_file() || dst.join("result.json").is_file() {
-            continue;
-        }
-        mkdir(&dst)?;
-        // A failed attempt or a checkpoint of an unfinished run is superseded by the archived result.
+    copy_done(archive, exp_dir, ids, |dst| {
+        // A failed attempt (or the checkpoint of an unfinished one) is superseded by the archived result.
         let _ = std::fs::remove_file(dst.join("failed.json"));
-        for f in FILES {
-            if src.join(f).is_file() {
-                copy(&src.join(f), &dst.join(f))?;
-            }
-        }
-        restored.push(id.clone());
-    }
-    Ok(restored)
+        Ok(())
+    })
 }
 
 /// Archives the trials among `ids` that finished in `exp_dir` and are not in the archive yet; returns their ids.
 pub fn save(exp_dir: &Path, archive: &Path, ids: &[String], p: &Provenance) -> Result<Vec<String>> {
-    let mut saved = Vec::new();
-    for id in ids {
-        let (src, dst) = (exp_dir.join(id), archive.join(id));
-        if !src.join("result.json").is_file() || dst.join("result.json").is_file() {
-            continue;
-        }
-        mkdir(&dst)?;
+    copy_done(exp_dir, archive, ids, |dst| {
         let text = format!("machine: {}\ncommit: {}\ndate: {}\n", p.machine, p.commit, p.date);
-        std::fs::write(dst.join(PROVENANCE), text).map_err(|e| format!("{}: {e}", dst.join(PROVENANCE).display()))?;
-        for f in FILES {
-            if src.join(f).is_file() {
-                copy(&src.join(f), &dst.join(f))?;
-            }
-        }
-        saved.push(id.clone());
-    }
-    Ok(saved)
+        std::fs::write(dst.join(PROVENANCE), text).map_err(|e| format!("{}: {e}", dst.join(PROVENANCE).display()))
+    })
 }
 
 /// One sentence on where the archived trials among `ids` ran: how many on each machine, at which commits, and the
