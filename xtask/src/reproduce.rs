@@ -346,18 +346,17 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
         // recorded then (a rerun that only regenerates the report skips the finished trials).
         let record = out.join("wall_time_s");
         let measured = started.elapsed().as_secs_f64();
-        // A partial run (`--set` on the command line) records no wall time for the table.
-        let wall = if fresh && o.sets.is_empty() {
+        // A partial run (`--set` on the command line) records no wall time for the table. A run that computed only
+        // some trials (the others restored or finished before) records how many, so a later `--report-only` does not
+        // pass its time off as the whole table's, nor an older full run's as this one's.
+        let wall = if (fresh || ran_now > 0) && o.sets.is_empty() && !o.report_only {
+            let (n, of) = if fresh { (0, 0) } else { (ran_now, planned.len()) };
             std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-            std::fs::write(&record, format!("{measured:.1} {} {}", o.jobs, commit.replace(' ', "_")))
+            std::fs::write(&record, wall_record(measured, o.jobs, &commit, n, of))
                 .map_err(|e| format!("{}: {e}", record.display()))?;
-            Some((measured, o.jobs, commit.clone()))
+            Some((measured, o.jobs, commit.clone(), n, of))
         } else {
-            std::fs::read_to_string(&record).ok().and_then(|v| {
-                let mut f = v.split_whitespace();
-                let (w, j) = (f.next()?.parse::<f64>().ok()?, f.next()?.parse::<usize>().ok()?);
-                Some((w, j, f.next().unwrap_or("unknown").replace('_', " ")))
-            })
+            std::fs::read_to_string(&record).ok().and_then(|v| parse_wall_record(&v))
         };
         let mut rep = Command::new(&exe);
         rep.arg("--data-dir").arg(&data).arg("report").arg(&exp).arg("--runs-dir").arg(&runs).arg("--out").arg(&out);
@@ -423,7 +422,7 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
             String::new()
         };
         let wall_text = match &wall {
-            Some((w, jobs, at)) if fresh => {
+            Some((w, jobs, at, _, _)) if fresh => {
                 format!("every trial run, wall time {w:.0} s with `--jobs {jobs}`, commit {at}")
             }
             _ if fresh => {
@@ -435,7 +434,12 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
                 planned.len(),
                 o.jobs
             ),
-            Some((w, jobs, at)) => format!(
+            Some((w, jobs, at, n, of)) if *n > 0 => format!(
+                "report regenerated at commit {commit}; its last run computed {n} of its {of} trials at commit {at}, \
+                 wall time {w:.0} s with `--jobs {jobs}` (the others had finished before; their trial time is in the \
+                 archive line)"
+            ),
+            Some((w, jobs, at, _, _)) => format!(
                 "report regenerated at commit {commit}; its trials ran at commit {at}, wall time {w:.0} s with \
                  `--jobs {jobs}`"
             ),
@@ -481,9 +485,33 @@ pub fn run(suite: &Suite, args: &[String]) -> Result<()> {
     if failed.is_empty() { Ok(()) } else { Err(format!("tables that failed: {}", failed.join(", "))) }
 }
 
+/// The wall-time record of a table's last run (`runs/reports/<table>/wall_time_s`): seconds, jobs, commit (spaces as
+/// `_`), and, for a run that computed only `n` of the plan's `of` trials, those two counts (`0 0` when every trial ran).
+fn wall_record(secs: f64, jobs: usize, commit: &str, n: usize, of: usize) -> String {
+    format!("{secs:.1} {jobs} {} {n} {of}", commit.replace(' ', "_"))
+}
+
+/// Reads [`wall_record`]'s line; a record of the older three-field form is a full run.
+fn parse_wall_record(v: &str) -> Option<(f64, usize, String, usize, usize)> {
+    let mut f = v.split_whitespace();
+    let (w, j) = (f.next()?.parse::<f64>().ok()?, f.next()?.parse::<usize>().ok()?);
+    let at = f.next().unwrap_or("unknown").replace('_', " ");
+    let n = f.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    Some((w, j, at, n, f.next().and_then(|x| x.parse().ok()).unwrap_or(0)))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::describe_machine;
+    use super::{describe_machine, parse_wall_record, wall_record};
+
+    #[test]
+    fn a_wall_record_round_trips_and_the_old_form_reads_as_a_full_run() {
+        let line = wall_record(3936.04, 2, "0ebc73d + uncommitted changes", 6, 16);
+        assert_eq!(line, "3936.0 2 0ebc73d_+_uncommitted_changes 6 16");
+        assert_eq!(parse_wall_record(&line), Some((3936.0, 2, "0ebc73d + uncommitted changes".into(), 6, 16)));
+        assert_eq!(parse_wall_record("2107.6 2 4438cff\n"), Some((2107.6, 2, "4438cff".into(), 0, 0)));
+        assert_eq!(parse_wall_record("x 2 abc"), None);
+    }
 
     #[test]
     fn the_machine_names_the_processor_family_model_and_stepping() {
