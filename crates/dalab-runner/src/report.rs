@@ -160,6 +160,9 @@ pub struct Table {
     pub trial_dirs: BTreeMap<(String, String), Vec<PathBuf>>,
     /// The validator that picked one sweep point per method × task × seed (`--select-by`), if any.
     pub select_by: Option<String>,
+    /// (row, task) → the sweep point `select_by` chose for each value of the cell, in the cell's order (`trade_off=0.1`);
+    /// only for methods with more than one sweep point.
+    pub picks: BTreeMap<(String, String), Vec<String>>,
     /// The row the gains are measured against ([`BASELINE`] unless changed).
     pub baseline: String,
     /// Rows with a trial that was given target labels (`setting:` supervised or semi-supervised).
@@ -272,8 +275,29 @@ pub fn collect_with(
     let experiment = results[0].0.experiment.clone();
     let test_split = test_split(&results, split, exp_dir)?;
     let mut row_order = row_order.to_vec();
+    // Each trial's sweep point (pooled keys left out), for the table of what `select_by` chose: only trials of a
+    // method with more than one point.
+    let mut points: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
     if let Some(v) = select_by {
+        let point = |r: &TrialResult| {
+            let mut p = r.sweep.clone();
+            p.retain(|k, _| !POOLED_KEYS.contains(&k.as_str()));
+            p
+        };
+        let mut labels: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for (r, _) in &results {
+            labels.entry(r.method.clone()).or_default().insert(label(&r.method, &point(r)));
+        }
+        points = results
+            .iter()
+            .filter(|(r, _)| labels[&r.method].len() > 1)
+            .map(|(r, _)| (r.trial.clone(), point(r)))
+            .collect();
+        // A tie goes to the sweep point the experiment lists first (its row order), not to the trial ids' hash order.
+        let pos = |r: &TrialResult| row_order.iter().position(|o| *o == label(&r.method, &r.sweep));
+        results.sort_by_key(|(r, _)| pos(r).unwrap_or(usize::MAX));
         results = crate::selection::pick_sweep_points(results, v, test_split)?;
+        results.sort_by(|a, b| a.1.cmp(&b.1));
         let mut methods: Vec<String> = Vec::new();
         for l in &row_order {
             let m = l.split(" (").next().unwrap_or(l).to_string();
@@ -291,6 +315,7 @@ pub fn collect_with(
     let mut oracle = select_by.is_some_and(Validator::is_oracle);
     let mut pooled: Vec<String> = Vec::new();
     let mut labelled_rows: Vec<String> = Vec::new();
+    let mut picks: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for (r, d) in &results {
         let mut sweep = r.sweep.clone();
         let mut key = format!("seed={}", r.seed);
@@ -314,6 +339,11 @@ pub fn collect_with(
         let cell = cells.entry((row.clone(), task.clone())).or_default();
         cell.values.push(acc);
         cell.keys.push(key);
+        if let Some(p) = points.get(&r.trial) {
+            let chosen = label(&r.method, p);
+            let chosen = chosen.strip_prefix(&format!("{} (", r.method)).and_then(|c| c.strip_suffix(')'));
+            picks.entry((row.clone(), task.clone())).or_default().push(chosen.unwrap_or_default().to_string());
+        }
         if r.labelled_target.is_some() && !labelled_rows.contains(&row) {
             labelled_rows.push(row.clone());
         }
@@ -341,6 +371,7 @@ pub fn collect_with(
         pooled,
         trial_dirs,
         select_by,
+        picks,
         baseline: BASELINE.to_string(),
         labelled_rows,
     })
@@ -500,10 +531,34 @@ impl Table {
                 s.push_str(&format!("\n{}\n", r.notes.trim()));
             }
         }
+        if let Some(p) = self.picks_markdown() {
+            s.push_str(&p);
+        }
         if let Some(g) = self.gains_markdown() {
             s.push_str(&g);
         }
         s
+    }
+
+    /// The sweep point `--select-by` chose per row and task (one per value of the cell, in its order: seeds,
+    /// draws); None without a selection or a row with more than one sweep point.
+    pub fn picks_markdown(&self) -> Option<String> {
+        let v = self.select_by.as_ref().filter(|_| !self.picks.is_empty())?;
+        let mut s = format!(
+            "\n**Sweep point chosen by {v}** (per task; one per run of the cell, in the order of its seeds).\n\n\
+             | method | {} |\n|---|{}\n",
+            self.tasks.join(" | "),
+            "---|".repeat(self.tasks.len())
+        );
+        for row in self.rows.iter().filter(|r| self.picks.keys().any(|(pr, _)| pr == *r)) {
+            let cells: Vec<String> = self
+                .tasks
+                .iter()
+                .map(|t| self.picks.get(&(row.clone(), t.clone())).map_or("–".to_string(), |p| p.join("; ")))
+                .collect();
+            s.push_str(&format!("| {row} | {} |\n", cells.join(" | ")));
+        }
+        Some(s)
     }
 
     /// The gain of every other row over the baseline row, per task, in points (mean of the paired differences
@@ -1242,6 +1297,53 @@ mod tests {
         assert!(std::fs::read(&files[0]).unwrap().starts_with(b"\x89PNG"));
         let e = plot_sweep(&results, "nope", false, "e", tmp.path()).unwrap_err().to_string();
         assert_eq!(e, "--plot-sweep nope: no finished trial has a swept key `nope`");
+    }
+
+    /// `--select-by`: per task and seed the sweep point whose kept model scores highest (not the best on target),
+    /// one row per method, and a table of the points it chose; a method with one point has no entry there.
+    #[test]
+    fn select_by_keeps_the_best_scored_sweep_point_and_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let put = |id: &str, method: &str, seed: u64, sweep: serde_json::Value, acc: f64, reverse: f64| {
+            let rec = serde_json::json!({"step": 10, "source": 1.0, "target": acc, "validators": {"reverse": reverse}});
+            let r = serde_json::json!({
+                "trial": id, "experiment": "e", "method": method, "source": "A", "target": "W", "seed": seed,
+                "sweep": sweep, "selection": "last", "oracle": false, "selected": rec, "last": rec,
+                "steps": 10, "seconds": 0.1, "device": "cpu", "dalab_version": "0"
+            });
+            std::fs::create_dir_all(dir.path().join(id)).unwrap();
+            std::fs::write(dir.path().join(id).join("result.json"), r.to_string()).unwrap();
+        };
+        let lam = |v: f64| serde_json::json!({"methods.dann.trade_off": v});
+        // Seed 0: λ = 0.1 scores higher (0.9) but is worse on target (0.70 < 0.80); seed 1: λ = 1 scores higher.
+        put("d01_s0", "dann", 0, lam(0.1), 0.70, 0.9);
+        put("d1_s0", "dann", 0, lam(1.0), 0.80, 0.8);
+        put("d01_s1", "dann", 1, lam(0.1), 0.72, 0.5);
+        put("d1_s1", "dann", 1, lam(1.0), 0.60, 0.6);
+        // Seed 2: a tie, broken by the experiment's order (λ = 0.1 first), not by the trial ids (λ = 1's sorts first).
+        put("a_d1_s2", "dann", 2, lam(1.0), 0.90, 0.7);
+        put("z_d01_s2", "dann", 2, lam(0.1), 0.50, 0.7);
+        put("so_s0", "source-only", 0, serde_json::json!({}), 0.65, 0.1);
+        put("so_s1", "source-only", 1, serde_json::json!({}), 0.66, 0.1);
+        let order = ["source-only", "dann (trade_off=0.1)", "dann (trade_off=1.0)"].map(String::from);
+        let t = collect_with(dir.path(), None, &order, &[], None, Some(Validator::Reverse)).unwrap();
+        assert_eq!(t.rows, ["source-only", "dann"]);
+        let cell = &t.cells[&("dann".to_string(), "A→W".to_string())];
+        assert_eq!(cell.keys, ["seed=0", "seed=1", "seed=2"]);
+        assert!((cell.mean() - 0.60).abs() < 1e-12, "{:?}", cell.values);
+        assert_eq!(t.picks.len(), 1);
+        assert_eq!(
+            t.picks[&("dann".to_string(), "A→W".to_string())],
+            ["trade_off=0.1", "trade_off=1.0", "trade_off=0.1"]
+        );
+        let md = t.markdown(None);
+        assert!(md.contains("**Sweep point chosen by reverse** (per task"), "{md}");
+        assert!(
+            md.contains("| method | A→W |\n|---|---|\n| dann | trade_off=0.1; trade_off=1.0; trade_off=0.1 |\n"),
+            "{md}"
+        );
+        let t = collect(dir.path(), None, &[], &[], None).unwrap();
+        assert!(t.picks.is_empty() && t.picks_markdown().is_none());
     }
 
     /// Draws of `dataset.sample_seed` pool into one row (like seeds); another swept key keeps its own rows.
